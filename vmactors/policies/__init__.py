@@ -17,3 +17,24 @@ ABLATIONS: tuple[str, ...] = (
     "wilcox-early-return",
 )
 POLICY_NAMES: tuple[str, ...] = MAIN_POLICIES + ABLATIONS
+
+
+def get_policy(name: str) -> "Policy":
+    """The policy object for `name` (a main policy or an ablation).
+
+    >>> get_policy("mmap_sem").name
+    'mmap_sem'
+    """
+    from . import registry
+
+    try:
+        return registry.POLICIES[name]()
+    except KeyError:
+        raise UsageError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}") from None
+
+
+from ..errors import UsageError  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from .base import Policy

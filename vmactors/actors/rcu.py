@@ -1,0 +1,70 @@
+"""The RCU grace-period coordinator.
+
+| message | effect |
+|---|---|
+| `call_rcu` (callback: free a VMA) | queued; if no grace period runs, one starts: `qs_request` to every CPU (`rcu.gp.start`) |
+| `qs` from cpuI | I crossed off (`rcu.qs`); after the last, the grace period ends (`rcu.gp.end`), its callbacks run (`vma.free`) and a new one starts if callbacks queued meanwhile |
+
+A CPU answers `qs_request` at once unless it is inside a read-side critical section
+(mid fault), in which case it answers when it leaves it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .messages import Effects, Message
+
+NAME = "rcu"
+
+
+@attrs.frozen
+class RcuState:
+    #: CPUs yet to report a quiescent state in the current grace period (None: idle).
+    waiting: frozenset[int] | None = None
+    #: Callbacks (VMA ids to free) that the current grace period covers.
+    current: tuple[str, ...] = ()
+    #: Callbacks queued during the current grace period.
+    next: tuple[str, ...] = ()
+    #: Grace-period number; history, for the log only.
+    gp: int = attrs.field(default=0, eq=False)
+
+
+def _start_gp(state: RcuState, fx: Effects, ncpus: int) -> RcuState:
+    gp = state.gp + 1
+    fx.emit("rcu.gp.start", gp=gp)
+    for c in range(ncpus):
+        fx.send(f"cpu{c}", "qs_request")
+    return RcuState(waiting=frozenset(range(ncpus)), current=state.next, next=(), gp=gp)
+
+
+def handle(state: RcuState, fx: Effects, msg: Message, ncpus: int) -> RcuState:
+    if msg.kind == "call_rcu":
+        assert isinstance(msg.arg, str)
+        state = attrs.evolve(state, next=state.next + (msg.arg,))
+        if state.waiting is None:
+            state = _start_gp(state, fx, ncpus)
+        return state
+    if msg.kind == "qs":
+        cpu = int(msg.src[3:])
+        assert state.waiting is not None
+        fx.emit("rcu.qs", cpu=cpu, gp=state.gp)
+        waiting = state.waiting - {cpu}
+        if waiting:
+            return attrs.evolve(state, waiting=waiting)
+        fx.emit("rcu.gp.end", gp=state.gp)
+        for vma_id in state.current:
+            vma = fx.world.vma(vma_id)
+            fx.world = fx.world.set_vma(attrs.evolve(vma, state="freed"))
+            fx.emit("vma.free", vma=vma_id)
+        state = RcuState(waiting=None, current=(), next=state.next, gp=state.gp)
+        if state.next:
+            state = _start_gp(state, fx, ncpus)
+        return state
+    raise ValueError(f"rcu cannot handle {msg.kind!r}")
+
+
+def waiting_for(state: RcuState) -> str | None:
+    if state.waiting is None:
+        return None
+    return f"quiescent states from {', '.join(f'cpu{c}' for c in sorted(state.waiting))} (grace period {state.gp})"

@@ -1,0 +1,86 @@
+"""The structured log: JSON Lines through structlog, keys in a fixed order (docs/log-schema.md).
+
+Events stay tuples until a log is actually written; `render_step` turns one step's
+events into dicts only then.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any, Iterable, Iterator
+
+import attrs
+import orjson
+import structlog
+
+from ..actors.messages import Message
+
+FORMAT = 1
+HEAD = ("step", "vtime_ns", "actor", "event", "cpu", "addr", "pages", "frame", "vma",
+        "msg_id", "src", "dst", "kind", "cause")
+
+
+def order_keys(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the schema's head keys first, the rest as given."""
+    out = {k: event_dict[k] for k in HEAD if k in event_dict}
+    for k, v in event_dict.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+def _default(obj: Any) -> Any:
+    if attrs.has(type(obj)):
+        return attrs.asdict(obj)
+    if isinstance(obj, (frozenset, set)):
+        return sorted(obj)
+    return repr(obj)
+
+
+def _dumps(event_dict: dict[str, Any], **_: Any) -> bytes:
+    return orjson.dumps(event_dict, default=_default)
+
+
+class EventLog:
+    """A JSONL sink for one run, through a structlog bound logger."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._logger = structlog.wrap_logger(
+            structlog.BytesLogger(stream),
+            processors=[order_keys, structlog.processors.JSONRenderer(serializer=_dumps)],
+            cache_logger_on_first_use=True,
+        )
+        self._stream = stream
+
+    def write(self, event: dict[str, Any]) -> None:
+        name = event.pop("event")
+        self._logger.msg(name, **event)
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+def message_fields(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cpu = m.src if m.src.startswith("cpu") else m.dst if m.dst.startswith("cpu") else None
+    if cpu is not None:
+        out["cpu"] = int(cpu[3:])
+    if m.addr is not None:
+        out["addr"] = m.addr
+        out["pages"] = m.pages
+    out.update(msg_id=m.msg_id, src=m.src, dst=m.dst, kind=m.kind, cause=m.cause)
+    if m.arg is not None and m.arg != ():
+        out["arg"] = m.arg
+    return out
+
+
+def render_events(step: int, vtime: int, actor: str, events: Iterable[tuple[str, Any]],
+                  sent: tuple[Message, ...], received: Message | None) -> Iterator[dict[str, Any]]:
+    """The log lines of one step: `msg.recv` first, then the step's events in order."""
+    if received is not None:
+        yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": "msg.recv", **message_fields(received)}
+    for name, fields in events:
+        if name == "msg.send":
+            yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": name, **message_fields(sent[fields])}
+        else:
+            yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": name,
+                   **{k: v for k, v in fields.items() if v is not None or k == "result"}}

@@ -1,0 +1,55 @@
+"""VMAs: what a mapping is, independent of how it is found (see `vma_tree`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from .layout import PAGE_SIZE
+
+VmaState = Literal["live", "detached", "freed"]
+
+PROT_BITS = {"none": frozenset(), "r": frozenset({"load"}), "rw": frozenset({"load", "store"})}
+
+
+def prot_allows(prot: str, access: str) -> bool:
+    """Whether protection `prot` ("none" | "r" | "rw") permits `access` ("load" | "store")."""
+    return access in PROT_BITS[prot]
+
+
+@attrs.frozen
+class Vma:
+    """One mapping. `owner` names the memory it maps (an anon mapping's identity,
+    kept across mprotect copies, or the file) and is what frames are owned by.
+
+    >>> v = Vma(id="A", start=0x10000, end=0x11000, kind="anon", owner="anon:A")
+    >>> v.pages
+    1
+    """
+
+    id: str
+    start: int
+    end: int
+    kind: Literal["anon", "file"]
+    owner: str
+    file: str | None = None
+    fill: int = 0
+    prot: str = "rw"
+    state: VmaState = "live"
+    #: wilcox/glisse: references (the tree's one, plus one per `fault`-path fault).
+    refcount: int = 1
+    #: pervma: `vm_refcnt` readers holding the per-VMA read lock.
+    readers: int = 0
+    #: pervma: `vm_lock_seq == mm_lock_seq` — write-locked by the mmap_lock holder.
+    write_locked: bool = False
+
+    @property
+    def pages(self) -> int:
+        return (self.end - self.start) // PAGE_SIZE
+
+    def frame_owner(self, page: int) -> str:
+        """Who owns the frame behind virtual page `page` of this VMA."""
+        if self.kind == "file":
+            return f"file:{self.file}:{(page - self.start) // PAGE_SIZE}"
+        return f"{self.owner}:{(page - self.start) // PAGE_SIZE}"

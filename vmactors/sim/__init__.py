@@ -1,0 +1,1 @@
+"""Simulation: system state and steps, scheduler, runtimes (direct and Trio), log."""

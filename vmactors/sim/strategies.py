@@ -1,0 +1,86 @@
+"""Scheduling strategies: each picks one of the enabled steps (an index), seeded.
+
+Choice 0 means "the actor that ran last goes on" (see `system.enabled`), so every
+strategy's choice list can be replayed by `Replay` and shrunk toward zeros.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol, Sequence
+
+from .system import Step
+
+
+class Strategy(Protocol):
+    name: str
+
+    def choose(self, steps: Sequence[Step], step_no: int) -> int: ...
+
+
+class RandomStrategy:
+    """Uniformly random among the enabled steps (seeded)."""
+
+    name = "random"
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def choose(self, steps: Sequence[Step], step_no: int) -> int:
+        return self._rng.randrange(len(steps))
+
+
+class PctStrategy:
+    """PCT (Burckhardt et al., ASPLOS 2010): random distinct actor priorities, the
+    highest-priority enabled actor runs; at d-1 random change points (steps drawn
+    from 1..k) the running actor's priority drops below all others."""
+
+    name = "pct"
+
+    def __init__(self, seed: int, depth: int = 3, k: int = 200) -> None:
+        self._rng = random.Random(seed)
+        self._depth = depth
+        self._k = max(k, 1)
+        self._prio: dict[str, float] = {}
+        self._changes = sorted(self._rng.sample(range(1, self._k + 1), min(depth - 1, self._k))) if depth > 1 else []
+        self._low = 0.0
+
+    def _priority(self, actor: str) -> float:
+        if actor not in self._prio:
+            self._prio[actor] = 1.0 + self._rng.random()
+        return self._prio[actor]
+
+    def choose(self, steps: Sequence[Step], step_no: int) -> int:
+        best = max(range(len(steps)), key=lambda i: (self._priority(steps[i].actor), -i))
+        if self._changes and step_no >= self._changes[0]:
+            self._changes.pop(0)
+            self._low -= 1.0
+            self._prio[steps[best].actor] = self._low
+            best = max(range(len(steps)), key=lambda i: (self._priority(steps[i].actor), -i))
+        return best
+
+
+class ReplayStrategy:
+    """Follows a recorded choice list; past its end, choice 0."""
+
+    name = "replay"
+
+    def __init__(self, choices: Sequence[int]) -> None:
+        self._choices = list(choices)
+
+    def choose(self, steps: Sequence[Step], step_no: int) -> int:
+        i = step_no - 1
+        c = self._choices[i] if i < len(self._choices) else 0
+        if c >= len(steps):
+            raise ValueError(f"replay choice {c} at step {step_no} but only {len(steps)} steps are enabled")
+        return c
+
+
+def make(name: str, seed: int, depth: int = 3, choices: Sequence[int] = ()) -> Strategy:
+    if name == "random":
+        return RandomStrategy(seed)
+    if name == "pct":
+        return PctStrategy(seed, depth)
+    if name == "replay":
+        return ReplayStrategy(choices)
+    raise ValueError(f"unknown strategy {name!r}")
