@@ -90,10 +90,15 @@ class Run:
 
     def take(self, index: int) -> StepResult:
         """Take the `index`-th enabled step."""
-        steps = self.enabled()
-        step = steps[index]
+        step = self.enabled()[index]
+        result = apply(self.system, step, self.program, self.policy)
+        self.commit(index, step, result)
+        return result
+
+    def commit(self, index: int, step: Step, result: StepResult) -> None:
+        """Make `result` (of taking `step`, choice `index`) the current state: check
+        the invariants and log the step."""
         before = self.system
-        result = apply(before, step, self.program, self.policy)
         self.choices.append(index)
         self.system = result.system
         violations = check_step(before, result)
@@ -107,7 +112,6 @@ class Run:
                             "detail": v.detail})
         for v in violations:
             self.violated.setdefault(v.invariant, v)
-        return result
 
     def run(self) -> RunResult:
         while self.ended is None:

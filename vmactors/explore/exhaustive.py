@@ -1,0 +1,198 @@
+"""Exhaustive exploration as a stateful search (DESIGN §3).
+
+Breadth-first over canonical states (`canon.state_key`), so each distinct state is
+expanded once however many interleavings reach it, and the first violating step
+found lies on a shortest violating run. Interleaving counts are then computed over
+the state graph: the number of paths from the initial state to each final state
+(exact big integers), and, per invariant, the number of paths that cross a
+violating step.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Hashable
+
+import attrs
+
+from ..invariants import check_step
+from ..policies import get_policy
+from ..scenario.exists import evaluate
+from ..scenario.model import Scenario
+from ..sim.run import final_regs, reg_map
+from ..sim.setup import build
+from ..sim.system import Step, System, apply, enabled, finished
+from .canon import state_key
+from .results import Exploration, Finding, FinalState, sort_states, verdict
+
+DEFAULT_MAX_STATES = 200_000
+
+Progress = Callable[[int, int], None]
+
+
+@attrs.frozen
+class _Witness:
+    node: int
+    step: Step | None  # None: the node itself is the witness (deadlock)
+    detail: str
+    length: int
+
+
+def explore_exhaustive(
+    scenario: Scenario,
+    policy_name: str,
+    *,
+    max_states: int = DEFAULT_MAX_STATES,
+    max_steps: int = 100_000,
+    progress: Progress | None = None,
+) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
+    """Explore every interleaving; returns the exploration and, per violated
+    invariant, the choice list of a shortest violating run."""
+    policy = get_policy(policy_name)
+    init, program, labels = build(scenario)
+    keys: dict[Hashable, int] = {state_key(init): 0}
+    systems: list[System | None] = [init]
+    depth = [0]
+    parent: list[tuple[int, Step] | None] = [None]
+    succ: list[list[tuple[int, int]]] = [[]]
+    finals: dict[int, tuple[tuple[tuple[str, object], ...], str]] = {}
+    bits: dict[str, int] = {}
+    witnesses: dict[str, _Witness] = {}
+    queue = deque([0])
+    cut: str | None = None
+    transitions = 0
+
+    try:
+        while queue:
+            i = queue.popleft()
+            system = systems[i]
+            assert system is not None
+            systems[i] = None  # expanded: only its key and edges are kept
+            steps = enabled(system, program, policy)
+            end = None
+            if not steps:
+                end = "ok" if finished(system, program) else "deadlock"
+            elif depth[i] >= max_steps:
+                end = "step-limit"
+            if end is not None:
+                finals[i] = (tuple(final_regs(system, program).items()), end)
+                if end == "deadlock" and "deadlock" not in witnesses:
+                    witnesses["deadlock"] = _Witness(i, None, "no step is enabled and a thread is unfinished", depth[i])
+                continue
+            if len(keys) >= max_states:
+                cut = f"--max-states {max_states} reached"
+                queue.appendleft(i)
+                systems[i] = system
+                break
+            for step in steps:
+                result = apply(system, step, program, policy)
+                transitions += 1
+                mask = 0
+                for v in check_step(system, result):
+                    b = bits.setdefault(v.invariant, 1 << len(bits))
+                    mask |= b
+                    if v.invariant not in witnesses:
+                        witnesses[v.invariant] = _Witness(i, step, v.detail, depth[i] + 1)
+                k = state_key(result.system)
+                j = keys.get(k)
+                if j is None:
+                    j = keys[k] = len(systems)
+                    systems.append(result.system)
+                    depth.append(depth[i] + 1)
+                    parent.append((i, step))
+                    succ.append([])
+                    queue.append(j)
+                succ[i].append((j, mask))
+            if progress is not None and i % 256 == 0:
+                progress(len(keys), len(queue))
+    except KeyboardInterrupt:
+        cut = "interrupted"
+
+    # Count interleavings over the graph, in topological order.
+    n = len(systems)
+    indeg = [0] * n
+    for i in range(n):
+        for j, _ in succ[i]:
+            indeg[j] += 1
+    paths = [0] * n
+    paths[0] = 1
+    clean = {name: [0] * n for name in bits}
+    for name in clean:
+        clean[name][0] = 1
+    order = deque(i for i in range(n) if indeg[i] == 0)
+    done = 0
+    while order:
+        i = order.popleft()
+        done += 1
+        for j, mask in succ[i]:
+            paths[j] += paths[i]
+            for name, b in bits.items():
+                if not mask & b:
+                    clean[name][j] += clean[name][i]
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                order.append(j)
+    if done < n and cut is None:
+        cut = "the state graph has a cycle (a livelock), so interleavings cannot be counted"
+
+    grouped: dict[tuple, int] = {}
+    for i, key in finals.items():
+        grouped[key] = grouped.get(key, 0) + paths[i]
+    states = []
+    for (regs, end), count in grouped.items():
+        held = evaluate(scenario.exists, reg_map(dict(regs)), labels) if scenario.exists is not None else None
+        states.append(FinalState(regs, end, count, held))
+    sorted_states = sort_states(states)
+
+    runs_of: dict[str, int] = {name: sum(paths[i] - clean[name][i] for i in finals) for name in bits}
+    if "deadlock" in witnesses:
+        runs_of["deadlock"] = sum(paths[i] for i, (_, end) in finals.items() if end == "deadlock")
+    findings = []
+    choices: dict[str, tuple[int, ...]] = {}
+    for name in sorted(witnesses):
+        w = witnesses[name]
+        path = _path_to(parent, w.node)
+        if w.step is not None:
+            path.append(w.step)
+        choices[name] = to_choices(scenario, policy_name, path)
+        findings.append(Finding(name, runs_of.get(name, 0), w.detail, choices[name], w.length))
+    total = sum(s.count for s in sorted_states)
+    exploration = Exploration(
+        scenario=scenario,
+        policy=policy.name,
+        strategy="exhaustive",
+        complete=cut is None,
+        counts="exact",
+        runs=total,
+        states=sorted_states,
+        exists=verdict(sorted_states, scenario.exists is not None),
+        findings=tuple(findings),
+        distinct_states=len(keys),
+        transitions=transitions,
+        cut=cut,
+    )
+    return exploration, choices
+
+
+def _path_to(parent: list[tuple[int, Step] | None], node: int) -> list[Step]:
+    path: list[Step] = []
+    while parent[node] is not None:
+        p = parent[node]
+        assert p is not None
+        node, step = p
+        path.append(step)
+    path.reverse()
+    return path
+
+
+def to_choices(scenario: Scenario, policy_name: str, path: list[Step]) -> tuple[int, ...]:
+    """The choice list (indices into each step's enabled list) that takes `path`."""
+    policy = get_policy(policy_name)
+    system, program, _ = build(scenario)
+    out = []
+    for step in path:
+        steps = enabled(system, program, policy)
+        index = steps.index(step)
+        out.append(index)
+        system = apply(system, step, program, policy).system
+    return tuple(out)

@@ -1,0 +1,180 @@
+"""`vmactors explore`: one or more policies, any strategy, optional worker processes,
+a progress bar on a terminal, counterexamples saved as replay files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import attrs
+
+from ..scenario.model import Scenario
+from .exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
+from .replay_file import write_replay
+from .results import Exploration
+from .sampling import RunSummary, aggregate, sample_runs
+
+
+@attrs.frozen
+class ExploreOptions:
+    strategy: str = "exhaustive"
+    runs: int = 1000
+    seed: int = 0
+    depth: int = 3
+    max_states: int = DEFAULT_MAX_STATES
+    max_steps: int = 100_000
+    jobs: int = 1
+    save: Path | None = Path("vmactors-runs")
+    progress: bool = False
+
+
+class _Bar:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> "_Bar":
+        if self._progress is not None:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def task(self, description: str, total: int | None) -> Callable[..., None]:
+        if self._progress is None:
+            return lambda *a, **k: None
+        tid = self._progress.add_task(description, total=total, info="")
+
+        def update(completed: int | None = None, info: str = "", advance: int = 0) -> None:
+            if completed is not None:
+                self._progress.update(tid, completed=completed, info=info)
+            else:
+                self._progress.update(tid, advance=advance, info=info)
+
+        return update
+
+
+def _ignore_sigint() -> None:
+    # Workers leave Ctrl-C to the parent, which stops them and reports what finished.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _exhaustive_job(scenario: Scenario, policy: str, opts: ExploreOptions) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
+    return explore_exhaustive(scenario, policy, max_states=opts.max_states, max_steps=opts.max_steps)
+
+
+def _batches(runs: int, jobs: int) -> list[range]:
+    size = max(1, min(250, -(-runs // (jobs * 4))))
+    return [range(i, min(i + size, runs)) for i in range(0, runs, size)]
+
+
+def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tuple[list[Exploration], bool]:
+    """Explore `scenario` under each policy; returns the explorations (in the order
+    given) and whether the user interrupted."""
+    results: dict[str, tuple[Exploration, dict[str, tuple[int, ...]]]] = {}
+    interrupted = False
+    with _Bar(opts.progress) as bar, ExitStack() as stack:
+        pool = None
+        if opts.jobs > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=opts.jobs, initializer=_ignore_sigint))
+        try:
+            if opts.strategy == "exhaustive":
+                if pool is None or len(policies) == 1:
+                    for p in policies:
+                        update = bar.task(f"{scenario.name} [{p}] states", None)
+                        results[p] = explore_exhaustive(
+                            scenario, p, max_states=opts.max_states, max_steps=opts.max_steps,
+                            progress=lambda n, q: update(n, f"queue {q}"),
+                        )
+                        if results[p][0].cut == "interrupted":
+                            interrupted = True
+                            break
+                else:
+                    update = bar.task(f"{scenario.name} policies", len(policies))
+                    futs = {pool.submit(_exhaustive_job, scenario, p, opts): p for p in policies}
+                    for fut in _as_done(futs):
+                        results[futs[fut]] = fut.result()
+                        update(advance=1)
+            else:
+                for p in policies:
+                    summaries: list[RunSummary] = []
+                    update = bar.task(f"{scenario.name} [{p}] {opts.strategy} runs", opts.runs)
+                    try:
+                        if pool is None:
+                            summaries = sample_runs(scenario, p, opts.strategy, opts.seed, range(opts.runs),
+                                                    opts.depth, opts.max_steps, progress=lambda n: update(n))
+                        else:
+                            futs2 = {pool.submit(sample_runs, scenario, p, opts.strategy, opts.seed, b,
+                                                 opts.depth, opts.max_steps): b for b in _batches(opts.runs, opts.jobs)}
+                            done: dict[int, list[RunSummary]] = {}
+                            for fut in _as_done(futs2):
+                                done[futs2[fut].start] = fut.result()
+                                update(advance=len(futs2[fut]))
+                            summaries = [s for k in sorted(done) for s in done[k]]
+                    except KeyboardInterrupt:
+                        interrupted = True
+                    results[p] = aggregate(scenario, p, opts.strategy, summaries, interrupted)
+                    if interrupted:
+                        break
+        except KeyboardInterrupt:
+            interrupted = True
+            if pool is not None:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                stack.pop_all()
+    out = []
+    for p in policies:
+        if p not in results:
+            continue
+        e, choices = results[p]
+        if opts.save is not None and e.findings:
+            e = save_findings(e, choices, opts.save)
+        if interrupted:
+            e = attrs.evolve(e, interrupted=True, complete=False)
+        out.append(e)
+    return out, interrupted
+
+
+def _as_done(futs: dict[Future, Any]) -> Iterator[Future]:
+    pending = set(futs)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+def save_findings(e: Exploration, choices: dict[str, tuple[int, ...]], folder: Path) -> Exploration:
+    findings = []
+    for f in e.findings:
+        path = folder / f"{e.scenario.name}.{e.policy}.{f.invariant}.json"
+        write_replay(path, e.scenario.path, e.scenario.sha256, e.policy, choices[f.invariant],
+                     invariant=f.invariant, steps=f.steps, strategy=e.strategy)
+        findings.append(attrs.evolve(f, replay=_show(path)))
+    return attrs.evolve(e, findings=tuple(findings))
+
+
+def _show(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else str(path.resolve())
+    except ValueError:
+        return str(path)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
