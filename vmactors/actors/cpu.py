@@ -207,9 +207,7 @@ def handle(cpu: CpuState, fx: Effects, msg: Message | None, program: Program, po
             return attrs.evolve(cpu, qs_owed=True)
         fx.send("rcu", "qs", arg=msg.arg)
         return cpu
-    if cpu.tail is not None and msg.kind == "flush_done" and (
-        cpu.task is None or cpu.task.waiting != "flush_done"
-    ):
+    if cpu.tail is not None and msg.kind == "flush_done" and msg.addr == cpu.tail.start:
         return policy.finish_tail(fx, cpu, program, msg)
     return policy.step(fx, cpu, program, msg)
 

@@ -6,9 +6,9 @@ the owner by message and get `tree_done` back.
 | request | effect | reply `arg` |
 |---|---|---|
 | `mmap` (MapRequest) | place it (hint if free, else top-down), new live VMA, store it | (address,) or () when nothing fits |
-| `map_fixed` (MapRequest, range) | store the new VMA over the range; VMAs no longer in the tree are detached | ids of the replaced VMAs |
-| `unmap` (range, "null" or "zero") | store NULL or ZERO; VMAs no longer in the tree are detached | ids of the removed VMAs |
-| `clear_zero` (range) | ZERO entries in the range become NULL | () |
+| `map_fixed` ((MapRequest, fence), range) | store the new VMA over the range; VMAs no longer in the tree are detached | ids of the replaced VMAs |
+| `unmap` (range, ("null" or "zero", fence)) | store NULL or ZERO (and, for glisse, fence the range); VMAs no longer in the tree are detached | ids of the removed VMAs |
+| `clear_zero` (range, reply) | ZERO entries in the range become NULL | () (no reply when `reply` is False) |
 | `protect` (range, (prot, copy id or None)) | change the VMAs' protection, in place or by storing a copy | ids of the old VMAs |
 | `store_vma` (MapRequest, range) | store an already-reserved new VMA (pervma MAP_FIXED's last step) | () |
 """
@@ -58,6 +58,12 @@ def _writer(fx: Effects, cpu: int, start: int, end: int) -> None:
     fx.world = attrs.evolve(fx.world, writers=fx.world.writers | {(cpu, start, end)})
 
 
+def _fence(fx: Effects, cpu: int, start: int, end: int) -> None:
+    # glisse: set in the same step as the store, so no fault can find the range's
+    # new VMA before the fence is up.
+    fx.world = attrs.evolve(fx.world, fences=fx.world.fences + ((start, end, cpu, frozenset()),))
+
+
 def handle(state: TreeOwnerState, fx: Effects, msg: Message) -> TreeOwnerState:
     cpu = int(msg.src[3:])
     kind = msg.kind
@@ -78,22 +84,29 @@ def handle(state: TreeOwnerState, fx: Effects, msg: Message) -> TreeOwnerState:
     start, end = msg.addr, msg.addr + msg.pages * PAGE_SIZE
     old = fx.world.tree.vma_ids(start, end)
     if kind in ("map_fixed", "store_vma"):
-        req = msg.arg
+        req, fence = msg.arg if kind == "map_fixed" else (msg.arg, False)  # type: ignore[misc]
         assert isinstance(req, MapRequest)
         if kind == "map_fixed":
             _writer(fx, cpu, start, end)
+            if fence:
+                _fence(fx, cpu, start, end)
         vma = new_vma(fx.world, req, start)
         fx.world = fx.world.set_vma(vma)
         store(fx, start, end, vma.id)
         reply: tuple[object, ...] = old if kind == "map_fixed" else ()
     elif kind == "unmap":
+        entry, fence = msg.arg  # type: ignore[misc]
         _writer(fx, cpu, start, end)
-        store(fx, start, end, ZERO if msg.arg == "zero" else None)
+        if fence:
+            _fence(fx, cpu, start, end)
+        store(fx, start, end, ZERO if entry == "zero" else None)
         reply = old
     elif kind == "clear_zero":
         for s, e, entry in list(fx.world.tree.items(start, end)):
             if entry is ZERO:
                 store(fx, s, e, None)
+        if msg.arg is False:
+            return attrs.evolve(state, version=state.version + 1)
         reply = ()
     elif kind == "protect":
         prot, copy_id = msg.arg  # type: ignore[misc]

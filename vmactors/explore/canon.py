@@ -43,7 +43,7 @@ def state_key(system: System) -> Hashable:
         tree.starts, tree.ends, tree.entries,
         tuple(sorted(world.vmas.items())),
         cache, ptes, cpus, free, frames,
-        world.writers, world.unmapped,
+        world.writers, world.unmapped, world.fences,
         system.shootdown.pending,
         (system.rcu.waiting, system.rcu.current, system.rcu.next),
         (system.rwsem.readers, system.rwsem.writer, system.rwsem.waiters),

@@ -43,6 +43,8 @@ class Vma:
     readers: int = 0
     #: pervma: `vm_lock_seq == mm_lock_seq` — write-locked by the mmap_lock holder.
     write_locked: bool = False
+    #: pervma: the CPU in vma_start_write waiting for the readers to drain.
+    drain_waiter: int | None = None
 
     @property
     def pages(self) -> int:

@@ -30,6 +30,9 @@ class World:
     writers: frozenset[tuple[int, int, int]] = frozenset()
     #: VMAs removed by a munmap / MAP_FIXED that has returned.
     unmapped: frozenset[str] = frozenset()
+    #: glisse: fenced ranges (start, end, owner cpu, waiting cpus): a fault that finds
+    #: a VMA there waits until the owner's munmap flush or MAP_FIXED is done.
+    fences: tuple[tuple[int, int, int, frozenset[int]], ...] = ()
 
     def vma(self, vma_id: str) -> Vma:
         return self.vmas[vma_id]

@@ -171,7 +171,7 @@ class MmapSemPolicy(Policy):
 
     def munmap_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
-        fx.send("tree", "unmap", task.start, task.pages, arg="null")
+        fx.send("tree", "unmap", task.start, task.pages, arg=("null", False))
         return wait(cpu, "zap", "tree_done")
 
     def munmap_zap(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
@@ -190,7 +190,7 @@ class MmapSemPolicy(Policy):
 
     def mmap_fixed_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
-        fx.send("tree", "map_fixed", task.start, task.pages, arg=task.request)
+        fx.send("tree", "map_fixed", task.start, task.pages, arg=(task.request, False))
         return wait(cpu, "zap", "tree_done")
 
     def mmap_fixed_zap(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
