@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..policies.base import Policy
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class FaultTask:
     """A page fault in progress. `phase` names the next protocol step; `waiting` the
     message kind it is blocked on (None: runnable)."""
@@ -45,7 +45,7 @@ class FaultTask:
         return page_of(self.vaddr)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class MapRequest:
     """What a new mapping should be: the tree owner builds the VMA from it."""
 
@@ -58,7 +58,7 @@ class MapRequest:
     at: int | None = None
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class SyscallTask:
     """A writer syscall (mmap, MAP_FIXED, munmap, mprotect) in progress."""
 
@@ -83,7 +83,7 @@ class SyscallTask:
 Task = Union[FaultTask, SyscallTask]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class CpuState:
     id: int
     thread: int | None = None

@@ -13,7 +13,7 @@ import attrs
 from ..mm.world import World
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Message:
     """One message in flight. `arg` carries the kind-specific payload (hashable).
 

@@ -18,7 +18,7 @@ from .messages import Effects, Message
 NAME = "rcu"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class RcuState:
     #: CPUs yet to report a quiescent state in the current grace period (None: idle).
     waiting: frozenset[int] | None = None

@@ -26,7 +26,7 @@ from .messages import Effects, Message
 NAME = "mmap_sem"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class RwsemState:
     readers: frozenset[int] = frozenset()
     writer: int | None = None

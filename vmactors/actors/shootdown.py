@@ -15,7 +15,7 @@ from .messages import Effects, Message
 NAME = "shootdown"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class ShootdownState:
     #: In-flight flushes: ((initiator, addr, pages), CPUs yet to ack).
     pending: tuple[tuple[tuple[int, int, int], frozenset[int]], ...] = ()

@@ -27,7 +27,7 @@ from .messages import Effects, Message
 NAME = "tree"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class TreeOwnerState:
     #: Published version number: history, for the log only.
     version: int = attrs.field(default=0, eq=False)

@@ -3,64 +3,90 @@
 frame ids renamed in order of first appearance in a fixed traversal, so equal
 situations reached by different paths merge.
 
-VMA ids need no renaming: they are names fixed by the scenario (`A`, `T.K`), the same
-whatever the interleaving.
+History counters are attrs fields with `eq=False`, so the system value itself
+compares and hashes without them; sub-values cache their hashes, and unchanged
+actors are shared between successive states, so hashing a state costs little more
+than hashing what the last step changed. Frame ids are renamed only when the
+traversal order is not already 0, 1, 2, … (the common case needs no copy).
+
+VMA ids need no renaming: they are names fixed by the scenario (`A`, `T.K`), the
+same whatever the interleaving.
 """
 
 from __future__ import annotations
 
 from typing import Hashable
 
-from ..actors.cpu import CpuState, FaultTask, SyscallTask
+import attrs
+import immutables
+
+from ..actors.cpu import FaultTask, SyscallTask
+from ..mm.frames import FrameTable
 from ..sim.system import System
 
 
-def state_key(system: System) -> Hashable:
-    ren: dict[int, int] = {}
-
-    def f(fid: int | None) -> int | None:
-        if fid is None:
-            return None
-        got = ren.get(fid)
-        if got is None:
-            got = ren[fid] = len(ren)
-        return got
-
+def frame_order(system: System) -> list[int]:
+    """Frame ids in order of first appearance: page cache, PTEs, TLBs, CPU tasks,
+    the free stack, then any frame nothing refers to."""
+    seen: dict[int, None] = {}
     world = system.world
-    cache = tuple((k, f(v)) for k, v in sorted(world.page_cache.items()))
-    ptes = tuple((p, f(e.frame), e.prot, e.vma, e.owner) for p, e in sorted(world.ptes.items()))
-    cpus = tuple(_cpu_key(c, f) for c in system.cpus)
-    free = tuple(f(x) for x in world.frames.free)
-    frames_tab = world.frames.frames
-    for fid in sorted(frames_tab.keys()):
-        f(fid)  # frames nothing refers to (none in practice) still get a stable name
-    by_new = sorted(ren.items(), key=lambda kv: kv[1])
-    frames = tuple(
-        (fr.owner, fr.fill, fr.words, fr.state) for fr in (frames_tab[old] for old, _ in by_new)
+    for k in sorted(world.page_cache):
+        seen.setdefault(world.page_cache[k], None)
+    ptes = world.ptes
+    for p in sorted(ptes):
+        seen.setdefault(ptes[p].frame, None)
+    for c in system.cpus:
+        tlb = c.tlb
+        for p in sorted(tlb):
+            seen.setdefault(tlb[p].frame, None)
+        for task in (c.task, c.tail):
+            if isinstance(task, FaultTask):
+                if task.frame is not None:
+                    seen.setdefault(task.frame, None)
+            elif isinstance(task, SyscallTask):
+                for fid in task.frames:
+                    seen.setdefault(fid, None)
+    for fid in world.frames.free:
+        seen.setdefault(fid, None)
+    if len(seen) != len(world.frames.frames):
+        for fid in sorted(world.frames.frames.keys()):
+            seen.setdefault(fid, None)
+    return list(seen)
+
+
+def state_key(system: System) -> Hashable:
+    """A hashable value equal for two systems exactly when they are the same
+    situation up to history and frame naming."""
+    order = frame_order(system)
+    if all(i == fid for i, fid in enumerate(order)):
+        return system
+    return rename_frames(system, {fid: i for i, fid in enumerate(order)})
+
+
+def rename_frames(system: System, ren: dict[int, int]) -> System:
+    world = system.world
+
+    def pte_map(m: immutables.Map) -> immutables.Map:
+        return immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in m.items()})
+
+    table = world.frames
+    frames = immutables.Map({ren[fid]: attrs.evolve(fr, id=ren[fid]) for fid, fr in table.frames.items()})
+    new_table = FrameTable(frames=frames, free=tuple(ren[f] for f in table.free), next_id=table.next_id)
+    new_world = attrs.evolve(
+        world,
+        ptes=pte_map(world.ptes),
+        page_cache=immutables.Map({k: ren[v] for k, v in world.page_cache.items()}),
+        frames=new_table,
     )
-    tree = world.tree
-    return (
-        tree.starts, tree.ends, tree.entries,
-        tuple(sorted(world.vmas.items())),
-        cache, ptes, cpus, free, frames,
-        world.writers, world.unmapped, world.fences,
-        system.shootdown.pending,
-        (system.rcu.waiting, system.rcu.current, system.rcu.next),
-        (system.rwsem.readers, system.rwsem.writer, system.rwsem.waiters),
-        tuple(sorted((k, v) for k, v in system.channels.items() if v)),
+
+    def task(t: FaultTask | SyscallTask | None) -> FaultTask | SyscallTask | None:
+        if isinstance(t, FaultTask) and t.frame is not None:
+            return attrs.evolve(t, frame=ren[t.frame])
+        if isinstance(t, SyscallTask) and t.frames:
+            return attrs.evolve(t, frames=tuple(ren[f] for f in t.frames))
+        return t
+
+    cpus = tuple(
+        attrs.evolve(c, tlb=pte_map(c.tlb), task=task(c.task), tail=task(c.tail)) for c in system.cpus
     )
-
-
-def _task_key(task: FaultTask | SyscallTask | None, f) -> Hashable:  # type: ignore[no-untyped-def]
-    if task is None:
-        return None
-    if isinstance(task, FaultTask):
-        return ("F", task.phase, task.vaddr, task.access, task.waiting, task.vma, f(task.frame), task.fresh, task.holds)
-    return ("S", task.op, task.phase, task.start, task.pages, task.waiting, task.request, task.prot, task.label,
-            task.old, task.new, tuple(f(x) for x in task.frames), task.ret)
-
-
-def _cpu_key(c: CpuState, f) -> Hashable:  # type: ignore[no-untyped-def]
-    tlb = tuple((p, f(e.frame), e.prot, e.vma, e.owner) for p, e in sorted(c.tlb.items()))
-    return (c.pc, tuple(sorted(c.regs.items())), tlb, _task_key(c.task, f), c.started, c.rcu_nesting, c.qs_owed,
-            _task_key(c.tail, f))
+    return attrs.evolve(system, world=new_world, cpus=cpus)

@@ -8,7 +8,7 @@ import attrs
 import immutables
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Frame:
     """A physical page: unset words read as `fill`; `owner` is the mapping page or
     page-cache slot it belongs to (see `Vma.frame_owner`)."""
@@ -32,7 +32,7 @@ class Frame:
         return attrs.evolve(self, words=tuple(sorted(words.items())))
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class FrameTable:
     """Every frame ever allocated, and the free stack (top = last)."""
 

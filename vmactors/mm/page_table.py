@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Pte:
     """A present PTE: frame, protection, the VMA it was installed through, and the
     owner the frame had then (a later owner change means the frame was reused)."""

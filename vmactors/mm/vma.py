@@ -18,7 +18,7 @@ def prot_allows(prot: str, access: str) -> bool:
     return access in PROT_BITS[prot]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Vma:
     """One mapping. `owner` names the memory it maps (an anon mapping's identity,
     kept across mprotect copies, or the file) and is what frames are owned by.

@@ -40,7 +40,7 @@ ZERO: Final = _Zero()
 Entry = Union[str, _Zero]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class VmaTree:
     """Sorted, non-overlapping [start, end) ranges with their entries; gaps are NULL."""
 

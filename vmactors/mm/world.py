@@ -18,7 +18,7 @@ from .vma import Vma
 from .vma_tree import VmaTree
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class World:
     tree: VmaTree = VmaTree()
     vmas: immutables.Map[str, Vma] = immutables.Map()

@@ -46,7 +46,7 @@ class Step:
         return f"{self.channel[0]} -> {self.channel[1]}"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class System:
     world: World
     cpus: tuple[CpuState, ...]
@@ -152,21 +152,24 @@ def apply(system: System, step: Step, program: Program, policy: Policy) -> StepR
     sent: list[Message] = []
     next_id = system.next_msg_id
     for m in fx.out:
-        m = attrs.evolve(m, msg_id=next_id, cause=cause)
+        m = Message(m.kind, m.src, m.dst, m.addr, m.pages, m.arg, next_id, cause)
         next_id += 1
         sent.append(m)
         key = (m.src, m.dst)
         channels = channels.set(key, channels.get(key, ()) + (m,))
         clocks = clocks.set(f"msg:{m.msg_id}", end)
-    new = attrs.evolve(
-        system,
+    new = System(
         world=fx.world,
+        cpus=changes.get("cpus", system.cpus),
+        tree=changes.get("tree", system.tree),
+        shootdown=changes.get("shootdown", system.shootdown),
+        rcu=changes.get("rcu", system.rcu),
+        rwsem=changes.get("rwsem", system.rwsem),
         channels=channels,
         last=actor,
         step=system.step + 1,
         next_msg_id=next_id,
         clocks=clocks,
-        **changes,
     )
     return StepResult(new, tuple(fx.events), tuple(sent), msg, tuple(fx.notes), start)
 

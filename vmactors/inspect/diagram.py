@@ -1,0 +1,220 @@
+"""Message sequence diagrams: the model every renderer draws, and the Mermaid renderer.
+
+A message is a `msg.send` paired with its `msg.recv` by `msg_id`; it is drawn when its
+send or its receipt passes the filter (so `--actor cpu0` shows what cpu0 sent and what it
+received, and a step window shows the messages in flight in it). An invariant violation
+is a note over the CPU it names, or over every participant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from vmactors.inspect.filters import EventFilter
+from vmactors.inspect.labels import Event, hex_addr, sort_actors, value_text
+from vmactors.inspect.reader import Record
+
+
+@attrs.frozen
+class Message:
+    """One message: sent at `send_step`, received at `recv_step` (None: never received
+    in the log)."""
+
+    msg_id: Any
+    src: str
+    dst: str
+    kind: str
+    send_step: int
+    recv_step: int | None
+    cause: Any = None
+    payload: str = ""
+
+    @property
+    def steps_text(self) -> str:
+        """`3..5`, `3` when received in the step it was sent, `3..` when never received."""
+        if self.recv_step is None:
+            return f"{self.send_step}.."
+        if self.recv_step == self.send_step:
+            return str(self.send_step)
+        return f"{self.send_step}..{self.recv_step}"
+
+
+@attrs.frozen
+class Note:
+    """An invariant violation at `step`, over `actors` (one CPU, or all participants:
+    an empty tuple)."""
+
+    step: int
+    actors: tuple[str, ...]
+    invariant: str
+    detail: str
+
+    @property
+    def text(self) -> str:
+        return f"!! {self.invariant}" + (f": {self.detail}" if self.detail else "")
+
+
+@attrs.define
+class Sequence:
+    """What a sequence diagram draws."""
+
+    participants: list[str]
+    messages: list[Message]
+    notes: list[Note]
+    header: dict[str, Any]
+    end: dict[str, Any] | None = None
+
+    def items(self) -> list[tuple[int, Message | Note]]:
+        """Messages and notes in drawing order: by step (a message at its send), messages
+        before the notes of the same step (a violation is found after the step)."""
+        keyed: list[tuple[tuple[int, int, int], Message | Note]] = []
+        for i, msg in enumerate(self.messages):
+            keyed.append(((msg.send_step, 0, i), msg))
+        for i, note in enumerate(self.notes):
+            keyed.append(((note.step, 1, i), note))
+        keyed.sort(key=lambda kv: kv[0])
+        return [(k[0], item) for k, item in keyed]
+
+    def steps(self) -> list[int]:
+        """Every step at which something is drawn, sorted."""
+        steps: set[int] = set()
+        for msg in self.messages:
+            steps.add(msg.send_step)
+            if msg.recv_step is not None:
+                steps.add(msg.recv_step)
+        steps.update(note.step for note in self.notes)
+        return sorted(steps)
+
+    def title(self) -> str:
+        h = self.header
+        parts = [f"scenario {h.get('scenario', '?')}", f"policy {h.get('policy', '?')}"]
+        if h.get("seed") is not None:
+            parts.append(f"seed {h.get('seed')}")
+        return ", ".join(parts)
+
+
+_MSG_KEYS = frozenset(
+    {"step", "vtime_ns", "actor", "event", "msg_id", "src", "dst", "kind", "cause"}
+)
+
+
+def _payload(ev: Event) -> str:
+    parts = []
+    for key, value in ev.items():
+        if key in _MSG_KEYS:
+            continue
+        parts.append(f"{key}={hex_addr(value) if key == 'addr' else value_text(value)}")
+    return " ".join(parts)
+
+
+@attrs.define
+class _Pending:
+    ev: dict[str, Any]
+    drawn: bool
+    recv_step: int | None = None
+
+
+def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None) -> Sequence:
+    """Read the records once and keep the messages and violations to draw."""
+    filt = filt or EventFilter()
+    header: dict[str, Any] = {}
+    end = None
+    sends: dict[Any, _Pending] = {}
+    order: list[Any] = []
+    notes: list[Note] = []
+    for rec in records:
+        ev = rec.event
+        name = ev["event"]
+        if name == "run.start":
+            header = ev
+        elif name == "run.end":
+            end = ev
+        elif name == "msg.send" and "msg_id" in ev:
+            if ev["msg_id"] not in sends:
+                order.append(ev["msg_id"])
+            sends[ev["msg_id"]] = _Pending(ev, filt.matches(ev))
+        elif name == "msg.recv" and "msg_id" in ev:
+            pending = sends.get(ev["msg_id"])
+            if pending is None:  # received but its send is not in the log: draw from here
+                order.append(ev["msg_id"])
+                pending = sends[ev["msg_id"]] = _Pending(ev, False)
+            pending.recv_step = ev["step"]
+            pending.drawn = pending.drawn or filt.matches(ev)
+        elif name == "invariant.violated" and filt.matches(ev):
+            cpu = ev.get("cpu")
+            actors = (f"cpu{cpu}",) if isinstance(cpu, int) and not isinstance(cpu, bool) else ()
+            notes.append(Note(ev["step"], actors, str(ev.get("invariant", "?")), str(ev.get("detail", "") or "")))
+    messages = []
+    for msg_id in order:
+        p = sends[msg_id]
+        if not p.drawn:
+            continue
+        ev = p.ev
+        messages.append(
+            Message(
+                msg_id=msg_id,
+                src=str(ev.get("src", ev.get("actor"))),
+                dst=str(ev.get("dst", "?")),
+                kind=str(ev.get("kind", "?")),
+                send_step=ev["step"],
+                recv_step=p.recv_step,
+                cause=ev.get("cause"),
+                payload=_payload(ev),
+            )
+        )
+    actors = {a for m in messages for a in (m.src, m.dst)}
+    actors.update(a for n in notes for a in n.actors)
+    return Sequence(sort_actors(actors), messages, notes, header, end)
+
+
+# --- Mermaid -------------------------------------------------------------------------
+
+_MERMAID_SPECIAL = re.compile(r"[#;]")
+_MERMAID_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MERMAID_RESERVED = frozenset(
+    {"end", "loop", "alt", "else", "opt", "par", "and", "rect", "note", "participant", "actor",
+     "activate", "deactivate", "title", "critical", "break", "box", "autonumber", "create", "destroy"}
+)
+
+
+def _mermaid_text(text: str) -> str:
+    """Message or note text: one line, without Mermaid's `;` (statement end) and `#`
+    (entity) characters, which are written as entity codes."""
+    text = " ".join(text.split())
+    return _MERMAID_SPECIAL.sub(lambda m: f"#{ord(m.group())};", text)
+
+
+def render_mermaid(seq: Sequence) -> str:
+    """A Mermaid `sequenceDiagram`: participants in column order, one arrow per message
+    labelled `kind (send step..recv step)` (`-x` for one never received), violations as
+    notes."""
+    ids: dict[str, str] = {}
+    lines = ["sequenceDiagram", f"    %% vmactors: {_mermaid_text(seq.title())}"]
+    for i, actor in enumerate(seq.participants):
+        if _MERMAID_ID.fullmatch(actor) and actor.lower() not in _MERMAID_RESERVED:
+            ids[actor] = actor
+            lines.append(f"    participant {actor}")
+        else:
+            ids[actor] = f"p{i}"
+            lines.append(f"    participant p{i} as {_mermaid_text(actor)}")
+    for _step, item in seq.items():
+        if isinstance(item, Message):
+            arrow = "->>" if item.recv_step is not None else "-x"
+            label = _mermaid_text(f"{item.kind} ({item.steps_text})")
+            lines.append(f"    {ids[item.src]}{arrow}{ids[item.dst]}: {label}")
+        else:
+            if item.actors:
+                over = ",".join(ids[a] for a in item.actors)
+            elif len(seq.participants) > 1:
+                over = f"{ids[seq.participants[0]]},{ids[seq.participants[-1]]}"
+            elif seq.participants:
+                over = ids[seq.participants[0]]
+            else:
+                lines.append(f"    %% step {item.step}: {_mermaid_text(item.text)}")
+                continue
+            lines.append(f"    Note over {over}: step {item.step} {_mermaid_text(item.text)}")
+    return "\n".join(lines) + "\n"

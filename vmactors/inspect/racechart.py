@@ -1,0 +1,317 @@
+"""`--diagram ascii`: the race chart of kernel commit messages.
+
+One column per CPU under `CPU 0` / `-----` headers, time running down, each line a
+call-like description of what that CPU did, indented inside a syscall or a fault:
+
+```
+CPU 0                              CPU 2
+-----                              -----
+                                   munmap(A)
+                                     down_write(mmap_sem)
+                                     mas_store(NULL)
+                                     zap_pte_range()
+load 0x7efffffff000 = 1 (stale TLB)
+!! coherence
+                                     flush_tlb_range()
+<IPI> flush_tlb
+```
+
+Work that a service actor (the tree, the shootdown coordinator, RCU) does on a CPU's
+behalf is drawn in that CPU's column: the CPU whose request started the chain of
+messages the actor is handling. Plain ASCII only, trailing spaces trimmed, ready to
+paste into a mail to linux-mm.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from vmactors.inspect.filters import EventFilter
+from vmactors.inspect.history import Translations
+from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, ret_text, value_text
+from vmactors.inspect.reader import Record
+
+GAP = 4  # spaces between columns
+
+# (lock, mode) -> (acquire, release) call names
+_LOCK_CALLS = {
+    ("mmap_sem", "read"): ("down_read(mmap_sem)", "up_read(mmap_sem)"),
+    ("mmap_sem", "write"): ("down_write(mmap_sem)", "up_write(mmap_sem)"),
+    ("vma", "read"): ("vma_start_read({vma})", "vma_end_read({vma})"),
+    ("vma", "write"): ("vma_start_write({vma})", "vma_end_write({vma})"),
+    ("rcu", "read"): ("rcu_read_lock()", "rcu_read_unlock()"),
+    ("refcount", "read"): ("vma_get({vma})", "vma_put({vma})"),
+    ("refcount", "write"): ("vma_get({vma})", "vma_put({vma})"),
+}
+_RWSEM_KINDS = {
+    "down_read": "down_read(mmap_sem)",
+    "down_write": "down_write(mmap_sem)",
+    "up_read": "up_read(mmap_sem)",
+    "up_write": "up_write(mmap_sem)",
+}
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _lock_call(ev: Event, release: bool) -> str:
+    lock, mode = ev.get("lock"), ev.get("mode")
+    vma = ev.get("vma")
+    calls = _LOCK_CALLS.get((lock, mode)) or _LOCK_CALLS.get((lock, "read"))
+    if calls is None:
+        verb = "unlock" if release else "lock"
+        return f"{verb}({lock}{', ' + str(mode) if mode else ''})"
+    return calls[1 if release else 0].format(vma=vma if vma is not None else "vma")
+
+
+def _syscall_call(ev: Event) -> str:
+    """`munmap(A)`, `mmap(A, fixed, kind=file)`, `B = mmap(2)` from the op as written."""
+    text = ev.get("text")
+    if isinstance(text, str) and text.strip():
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        assign = ""
+        if len(words) >= 3 and words[1] == "=":
+            assign, words = f"{words[0]} = ", words[2:]
+        if words:
+            return f"{assign}{words[0]}({', '.join(words[1:])})"
+    op = str(ev.get("op", "syscall"))
+    name, fixed = ("mmap", True) if op == "mmap-fixed" else (op, False)
+    arg = ev.get("vma") if ev.get("vma") is not None else hex_addr(ev.get("addr"))
+    return f"{name}({arg}{', MAP_FIXED' if fixed else ''})"
+
+
+def _tree_entry(ev: Event) -> str:
+    entry = ev.get("entry")
+    if entry == "null":
+        return "NULL"
+    if entry == "zero":
+        return "XA_ZERO_ENTRY"
+    return str(ev.get("vma"))
+
+
+@attrs.define
+class _Row:
+    step: int
+    column: int | None  # CPU number; None: a line across the chart
+    text: str
+
+
+@attrs.define
+class RaceChart:
+    """The chart's rows and what it says under them."""
+
+    cpus: list[int]
+    rows: list[_Row]
+    footer: list[str]
+
+
+class _Builder:
+    def __init__(self, filt: EventFilter) -> None:
+        self.filt = filt
+        self.rows: list[_Row] = []
+        self.depth: dict[int, int] = {}  # cpu -> indent level
+        self.origin: dict[Any, int | None] = {}  # msg_id -> CPU whose request started it
+        self.serving: dict[str, int | None] = {}  # service actor -> CPU it works for now
+        self.waiting_since: dict[int, int] = {}  # cpu -> len(rows) when it last drew
+        self.requested: dict[int, str] = {}  # cpu -> rwsem call drawn, not yet acquired
+        self.drawing = False  # whether the event being fed passes the filter
+        self.tr = Translations()
+        self.header: dict[str, Any] = {}
+        self.end: dict[str, Any] | None = None
+        self.violations: list[str] = []
+
+    def add(self, step: int, cpu: int | None, text: str, indent: bool = True) -> None:
+        if not self.drawing:
+            return
+        if cpu is not None and indent:
+            text = "  " * self.depth.get(cpu, 0) + text
+        # One call drawn once per step, however many events say it (the rwsem request
+        # and its lock.acquire, one zap per page).
+        for row in reversed(self.rows):
+            if row.step != step:
+                break
+            if row.column == cpu and row.text == text:
+                return
+        self.rows.append(_Row(step, cpu, _ascii(text)))
+        if cpu is not None:
+            self.waiting_since[cpu] = len(self.rows)
+
+    def others_drew_since(self, cpu: int) -> bool:
+        since = self.waiting_since.get(cpu)
+        return since is not None and any(r.column != cpu for r in self.rows[since:])
+
+    def feed(self, ev: Event) -> None:
+        name, actor, step = ev["event"], ev["actor"], ev["step"]
+        verdict = self.tr.judge(ev)
+        self.tr.observe(ev)
+        cpu = cpu_of_actor(actor)
+        if name == "msg.send" and "msg_id" in ev:
+            origin = cpu if cpu is not None else self.origin.get(ev.get("cause"))
+            self.origin[ev["msg_id"]] = origin
+        if name == "msg.recv" and cpu is None and "msg_id" in ev:
+            self.serving[actor] = self.origin.get(ev["msg_id"])
+        if name == "run.start":
+            self.header = dict(ev)
+            return
+        if name == "run.end":
+            self.end = dict(ev)
+            return
+        # Every event updates what each CPU is in the middle of (indentation, pending
+        # requests); only those that pass the filter are drawn.
+        self.drawing = self.filt.matches(ev)
+        if name == "invariant.violated":
+            if not self.drawing:
+                return
+            target = ev.get("cpu") if isinstance(ev.get("cpu"), int) else None
+            self.add(step, target, f"!! {ev.get('invariant')}", indent=False)
+            detail = f": {ev.get('detail')}" if ev.get("detail") else ""
+            self.violations.append(f"!! step {step}: {ev.get('invariant')}{detail}")
+            return
+        if cpu is not None:
+            self._cpu_event(cpu, ev, verdict)
+        else:
+            self._service_event(actor, ev)
+
+    def _cpu_event(self, cpu: int, ev: Event, verdict: str | None) -> None:
+        name, step = ev["event"], ev["step"]
+        add = lambda text, indent=True: self.add(step, cpu, text, indent)  # noqa: E731
+        mark = ""
+        if verdict:
+            mark = "  (stale TLB)" if "stale" in verdict else "  (freed frame)"
+            if "stale" in verdict and "freed" in verdict:
+                mark = "  (stale TLB, freed frame)"
+        if name == "syscall.begin":
+            add(_syscall_call(ev))
+            self.depth[cpu] = 1
+        elif name == "syscall.end":
+            add(f"return {ret_text(ev.get('ret'))}")
+            self.depth[cpu] = 0
+        elif name == "fault.begin":
+            add(f"do_page_fault({hex_addr(ev.get('vaddr', ev.get('addr')))})")
+            self.depth[cpu] = self.depth.get(cpu, 0) + 1
+        elif name == "fault.retry":
+            add(f"retry ({ev.get('reason', '?')})")
+        elif name == "fault.segv":
+            add(f"SIGSEGV ({ev.get('reason', '?')})")
+            self.depth[cpu] = max(0, self.depth.get(cpu, 0) - 1)
+        elif name == "fault.end":
+            self.depth[cpu] = max(0, self.depth.get(cpu, 0) - 1)
+        elif name == "mem.load":
+            add(f"load {hex_addr(ev.get('vaddr', ev.get('addr')))} = {value_text(ev.get('value'))}{mark}")
+        elif name == "mem.store":
+            add(f"store {hex_addr(ev.get('vaddr', ev.get('addr')))} = {value_text(ev.get('value'))}{mark}")
+        elif name == "tlb.flush":
+            if ev.get("reason") == "ipi":
+                add("<IPI> flush_tlb", indent=False)
+            else:
+                add("flush_tlb_range()")
+        elif name == "pte.zap":
+            add("zap_pte_range()")
+        elif name == "pte.install":
+            add(f"set_pte_at(frame {ev.get('frame')})")
+        elif name == "pte.protect":
+            add(f"change_protection({ev.get('prot', '?')})")
+        elif name == "frame.alloc":
+            add(f"alloc_page() = frame {ev.get('frame')}")
+        elif name == "frame.free":
+            add(f"free_page(frame {ev.get('frame')})")
+        elif name == "vma.free":
+            add(f"vm_area_free({ev.get('vma')})")
+        elif name == "lock.wait":
+            add(f"{_lock_call(ev, release=False)} ... waits")
+        elif name == "lock.acquire":
+            call = _lock_call(ev, release=False)
+            if self.requested.pop(cpu, None) != call:  # else drawn when requested
+                add(call)
+        elif name == "lock.release":
+            add(_lock_call(ev, release=True))
+        elif name == "msg.send":
+            kind = ev.get("kind")
+            if kind in _RWSEM_KINDS:
+                add(_RWSEM_KINDS[str(kind)])
+                if self.drawing and str(kind).startswith("down_"):
+                    self.requested[cpu] = _RWSEM_KINDS[str(kind)]
+            elif ev.get("dst") == "rcu":
+                vma = ev.get("vma")
+                add(f"call_rcu({vma if vma is not None else ''})" if kind == "call_rcu" else f"{kind}() -> rcu")
+        elif name == "msg.recv":
+            # A reply the CPU was waiting for while others ran: say where it resumes.
+            if ev.get("kind") != "ipi" and self.others_drew_since(cpu):
+                add(f"...{ev.get('src')}: {ev.get('kind')}")
+
+    def _service_event(self, actor: str, ev: Event) -> None:
+        name, step = ev["event"], ev["step"]
+        cpu = self.serving.get(actor)
+        if cpu is None:
+            return
+        if name == "tree.store":
+            self.add(step, cpu, f"mas_store({_tree_entry(ev)})")
+        elif name == "ipi.send":
+            target = f"cpu{ev.get('cpu')}"
+            last = self.rows[-1] if self.rows else None
+            prefix = "  " * self.depth.get(cpu, 0) + "IPI -> "
+            if (
+                self.drawing
+                and last is not None
+                and last.step == step
+                and last.column == cpu
+                and last.text.startswith(prefix)
+            ):
+                last.text += f" {target}"
+            else:
+                self.add(step, cpu, f"IPI -> {target}")
+        elif name == "vma.free":
+            self.add(step, cpu, f"[{actor}] vm_area_free({ev.get('vma')})")
+        elif name == "frame.free":
+            self.add(step, cpu, f"[{actor}] free_page(frame {ev.get('frame')})")
+
+
+def build_race_chart(records: Iterable[Record], filt: EventFilter | None = None) -> RaceChart:
+    """Read the records once and keep the chart's lines."""
+    b = _Builder(filt or EventFilter())
+    for rec in records:
+        b.feed(rec.event)
+    cpus = sorted({r.column for r in b.rows if r.column is not None})
+    footer = list(b.violations)
+    h = b.header
+    about = f"vmactors {h.get('vmactors', '?')}: scenario {h.get('scenario', '?')}, policy {h.get('policy', '?')}"
+    if h.get("seed") is not None:
+        about += f", seed {h.get('seed')}"
+    if b.end is not None:
+        about += f"; outcome {b.end.get('outcome', '?')}"
+    footer.append(_ascii(f"({about})"))
+    return RaceChart(cpus, b.rows, [_ascii(line) for line in footer])
+
+
+def render_race_chart(chart: RaceChart) -> str:
+    """The chart as plain ASCII text ending with a newline."""
+    if not chart.cpus and not chart.rows:
+        return "(no event matches)\n" + "\n".join(chart.footer) + "\n"
+    pos: dict[int, int] = {}
+    x = 0
+    for cpu in chart.cpus:
+        pos[cpu] = x
+        width = max([len(f"CPU {cpu}")] + [len(r.text) for r in chart.rows if r.column == cpu])
+        x += width + GAP
+
+    def line(cells: dict[int, str]) -> str:
+        out = ""
+        for cpu in chart.cpus:
+            if cpu in cells:
+                out = out.ljust(pos[cpu]) + cells[cpu]
+        return out.rstrip()
+
+    lines = [line({c: f"CPU {c}" for c in chart.cpus}), line({c: "-" * len(f"CPU {c}") for c in chart.cpus})]
+    for row in chart.rows:
+        lines.append(row.text if row.column is None else line({row.column: row.text}))
+    lines.append("")
+    lines.extend(chart.footer)
+    return "\n".join(lines) + "\n"

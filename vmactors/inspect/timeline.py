@@ -1,0 +1,254 @@
+"""`--timeline`: one column per actor, one row per step.
+
+Each cell is a compact label of what the actor did at that step (`down_write>mmap_sem`,
+`zap f3`, `flush(ipi)`). An actor that is blocked — between `lock.wait` and its
+`lock.acquire`, or between sending a request and receiving the reply it caused — shows
+`|` in the rows where it does nothing; invariant violations go to a last column marked
+`!!`.
+
+```
+  step  cpu0         cpu2                 tree    mmap_sem
+------  -----------  -------------------  ------  ------------------
+     1               munmap A; down_wr~
+     2               |                            down_write<cpu2; ~
+```
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from vmactors.inspect.filters import EventFilter
+from vmactors.inspect.labels import Event, short_label, sort_actors
+from vmactors.inspect.reader import Record
+
+#: The widest a column grows; a longer cell goes on over more lines (a longer label ends in `~`).
+MAX_CELL = 22
+#: Marker of a step in which a blocked actor does nothing.
+BLOCKED = "|"
+
+# Events an actor may log while it waits, without having stopped waiting: interrupts
+# (IPIs, RCU quiescent-state requests) are taken by a CPU blocked on a lock or a reply.
+_WHILE_BLOCKED = frozenset({"msg.recv", "msg.send", "ipi.ack", "rcu.qs", "lock.wait"})
+# Events a cell leaves out when the actor did something else in the step: the op is told
+# by its load, store or syscall; an IPI by its msg.* lines (logged in addition to them).
+_MINOR = frozenset({"op.begin", "op.end", "ipi.send", "ipi.ack"})
+
+
+@attrs.define
+class Row:
+    step: int
+    cells: dict[str, list[tuple[bool, str]]] = attrs.field(factory=dict)  # (minor, label)
+    notes: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class Timeline:
+    """What `render_timeline` draws: actors in column order, rows in step order, the
+    steps in which each actor was blocked, and the run's end."""
+
+    actors: list[str]
+    rows: list[Row]
+    blocked: dict[str, set[int]]
+    end: str | None = None
+
+
+def _is_interrupt(ev: Event) -> bool:
+    name = ev["event"]
+    return name in _WHILE_BLOCKED or (name == "tlb.flush" and ev.get("reason") == "ipi")
+
+
+@attrs.define
+class _Send:
+    actor: str
+    step: int
+    cause: Any
+
+
+def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -> Timeline:
+    """Read the records once; keep the rows that pass `filt` and what is needed to know
+    when each actor was blocked (computed over every event, filtered or not)."""
+    filt = filt or EventFilter()
+    rows: dict[int, Row] = {}
+    actors: set[str] = set()
+    end = None
+    sends: dict[Any, _Send] = {}
+    # (actor, lock key) -> step of the lock.wait not yet followed by lock.acquire
+    lock_waits: dict[tuple[str, Any], int] = {}
+    # (actor, after step, before step, is a lock wait)
+    intervals: list[tuple[str, int, int, bool]] = []
+    own_work: dict[str, list[int]] = {}  # actor -> steps where it did its own work
+
+    for rec in records:
+        ev = rec.event
+        step, actor, name = ev["step"], ev["actor"], ev["event"]
+        # --- blocking, over every event ---
+        if name == "msg.send" and "msg_id" in ev:
+            sends[ev["msg_id"]] = _Send(actor, step, ev.get("cause"))
+        elif name == "msg.recv" and "msg_id" in ev:
+            request = _request_answered(ev["msg_id"], actor, sends)
+            if request is not None:
+                intervals.append((actor, request.step, step, False))
+        elif name == "lock.wait":
+            lock_waits[(actor, _lock_key(ev))] = step
+        elif name == "lock.acquire":
+            started = lock_waits.pop((actor, _lock_key(ev)), None)
+            if started is not None:
+                intervals.append((actor, started, step, True))
+        if actor != "sim" and not _is_interrupt(ev):
+            work = own_work.setdefault(actor, [])
+            if not work or work[-1] != step:
+                work.append(step)
+        # --- what is drawn ---
+        if name == "run.end":
+            end = _end_text(ev)
+        if not filt.matches(ev) or name == "run.start" or name == "run.end":
+            continue
+        row = rows.get(step)
+        if row is None:
+            row = rows[step] = Row(step)
+        if name == "invariant.violated" or actor == "sim":
+            row.notes.append(_note(ev))
+            continue
+        actors.add(actor)
+        row.cells.setdefault(actor, []).append((name in _MINOR, short_label(ev)))
+
+    row_steps = sorted(rows)
+    last = row_steps[-1] if row_steps else 0
+    for (actor, _key), started in lock_waits.items():
+        intervals.append((actor, started, last + 1, True))
+    blocked: dict[str, set[int]] = {}
+    for actor, after, before, is_lock in intervals:
+        # A request whose reply came only after the actor went on with other work was
+        # not a wait: the actor did not block on it. A lock wait always is one.
+        if not is_lock and _any_between(own_work.get(actor, []), after, before):
+            continue
+        lo, hi = bisect.bisect_right(row_steps, after), bisect.bisect_left(row_steps, before)
+        if lo < hi:
+            blocked.setdefault(actor, set()).update(row_steps[lo:hi])
+    if filt.without_steps().is_empty:
+        # A step window shows every actor at work or waiting in it; a selection by
+        # actor, CPU, event or address shows the selected actors only.
+        actors.update(blocked)
+    return Timeline(sort_actors(actors), [rows[s] for s in row_steps], blocked, end)
+
+
+def _any_between(steps: list[int], after: int, before: int) -> bool:
+    """Whether the sorted `steps` hold one strictly between `after` and `before`."""
+    i = bisect.bisect_right(steps, after)
+    return i < len(steps) and steps[i] < before
+
+
+def _request_answered(msg_id: Any, actor: str, sends: dict[Any, _Send]) -> _Send | None:
+    """The nearest message up the cause chain of `msg_id` that `actor` itself sent:
+    the request this delivery answers. None when the delivery is not an answer."""
+    seen = set()
+    cur = sends.get(msg_id)
+    while cur is not None and cur.cause is not None and cur.cause not in seen:
+        seen.add(cur.cause)
+        cur = sends.get(cur.cause)
+        if cur is not None and cur.actor == actor:
+            return cur
+    return None
+
+
+def _lock_key(ev: Event) -> tuple[Any, Any]:
+    return (ev.get("lock"), ev.get("vma"))
+
+
+def _note(ev: Event) -> str:
+    if ev["event"] == "invariant.violated":
+        detail = ev.get("detail")
+        return f"!! {ev.get('invariant')}" + (f": {detail}" if detail else "")
+    return short_label(ev)
+
+
+def _end_text(ev: Event) -> str:
+    text = f"run.end at step {ev['step']}: {ev.get('outcome', '?')}"
+    violations = ev.get("violations")
+    if violations:
+        text += " (" + ", ".join(map(str, violations)) + ")"
+    return text
+
+
+def cell_labels(labels: list[tuple[bool, str]]) -> list[str]:
+    """One cell's labels: minor ones dropped when the actor did more in the step, repeats
+    dropped, and runs like `zap f3`, `zap f4` merged into `zap f3 f4`."""
+    major = [text for minor, text in labels if not minor]
+    texts = major or [text for _minor, text in labels]
+    merged: list[str] = []
+    for text in texts:
+        if merged and text == merged[-1]:
+            continue
+        head, _, tail = text.partition(" ")
+        prev_head, _, prev_tail = merged[-1].partition(" ") if merged else ("", "", "")
+        if merged and tail and prev_tail and head == prev_head and " " not in tail:
+            merged[-1] = f"{merged[-1]} {tail}"
+        else:
+            merged.append(text)
+    return merged
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _wrap(labels: list[str], width: int) -> list[str]:
+    """Pack labels into lines of at most `width`, `; ` between labels on a line."""
+    lines: list[str] = []
+    for label in labels:
+        label = _fit(label, width)
+        if lines and len(lines[-1]) + 2 + len(label) <= width:
+            lines[-1] += f"; {label}"
+        else:
+            lines.append(label)
+    return lines
+
+
+def render_timeline(tl: Timeline, max_cell: int = MAX_CELL) -> str:
+    """The timeline as fixed-width text ending with a newline. A row whose cells hold
+    more than fits the column goes on over more lines; its step number is on the first,
+    and a blocked actor's `|` runs down all of them."""
+    labels = {(row.step, actor): cell_labels(ls) for row in tl.rows for actor, ls in row.cells.items()}
+    widths = {}
+    for actor in tl.actors:
+        longest = max((len("; ".join(labels.get((row.step, actor), []))) for row in tl.rows), default=0)
+        widths[actor] = max(len(actor), min(longest, max_cell))
+    step_w = max(4, *(len(str(row.step)) for row in tl.rows)) if tl.rows else 4
+    has_notes = any(row.notes for row in tl.rows)
+
+    def line(first: str, cells: list[str], notes: str = "") -> str:
+        parts = [first.rjust(step_w)]
+        parts += [cell.ljust(widths[a]) for a, cell in zip(tl.actors, cells)]
+        if notes:
+            parts.append(notes)
+        return "  ".join(parts).rstrip()
+
+    out = [line("step", list(tl.actors), "notes" if has_notes else "")]
+    out.append(line("-" * step_w, ["-" * widths[a] for a in tl.actors], "-----" if has_notes else ""))
+    for row in tl.rows:
+        columns = []
+        for actor in tl.actors:
+            cell = labels.get((row.step, actor))
+            if cell is None:
+                columns.append([BLOCKED] if row.step in tl.blocked.get(actor, ()) else [""])
+            else:
+                columns.append(_wrap(cell, widths[actor]))
+        height = max(len(c) for c in columns) if columns else 1
+        for i in range(height):
+            cells = []
+            for actor, col in zip(tl.actors, columns):
+                if i < len(col):
+                    cells.append(col[i])
+                else:
+                    cells.append(BLOCKED if col == [BLOCKED] else "")
+            out.append(line(str(row.step) if i == 0 else "", cells, "; ".join(row.notes) if i == 0 else ""))
+    if not tl.rows:
+        out.append("(no event matches)")
+    if tl.end is not None:
+        out.append(tl.end)
+    return "\n".join(out) + "\n"
