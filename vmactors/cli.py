@@ -120,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register(sub)
 
+    p = sub.add_parser("matrix", help="scenario x policy table of exists verdicts and violated invariants",
+                       epilog="""examples:
+  vmactors matrix                       # every scenarios/*.toml under the four main policies
+  vmactors matrix scenarios/ --markdown --jobs 2
+  vmactors matrix scenarios/munmap-zero-entry.toml --policy wilcox --policy wilcox-no-zero""",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", default=["scenarios"])
+    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--jobs", type=_positive, default=1)
+    p.add_argument("--max-states", type=_positive, default=200_000)
+    p.set_defaults(func=cmd_matrix)
+
     p = sub.add_parser("policies", help="each policy and ablation with what it models")
     p.add_argument("--protocols", action="store_true", help="also print each policy's protocol steps")
     p.set_defaults(func=cmd_policies)
@@ -257,6 +270,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .explore.check import check
 
     return check(args.paths, sys.stdout, max_states=args.max_states)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from .explore.matrix import matrix
+
+    print(matrix(args.paths, args.policies or list(MAIN_POLICIES), jobs=args.jobs, markdown=args.markdown,
+                 max_states=args.max_states))
+    return 0
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
