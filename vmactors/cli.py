@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("policies", help="each policy and ablation with what it models")
     p.add_argument("--protocols", action="store_true", help="also print each policy's protocol steps")
+    p.add_argument("--markdown", action="store_true", help="print the protocol steps as Markdown tables (for docs)")
     p.set_defaults(func=cmd_policies)
     return parser
 
@@ -280,6 +281,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def protocol_tables(name: str, markdown: bool = False) -> str:
+    """A policy's protocols, step by step: the same phase names the code dispatches on."""
+    from .policies.registry import POLICIES
+
+    lines = [f"### {name}" if markdown else name]
+    for path, phases in POLICIES[name].PROTOCOLS.items():
+        if markdown:
+            lines += ["", f"**{path.replace('_', ' ')}**", "", "| step | what it does |", "|---|---|"]
+            lines += [f"| `{phase}` | {what} |" for phase, what in phases]
+        else:
+            lines.append(f"  {path}:")
+            lines += [f"    {phase:<12} {what}" for phase, what in phases]
+    return "\n".join(lines)
+
+
 def cmd_policies(args: argparse.Namespace) -> int:
     from .policies.registry import POLICIES
 
@@ -291,15 +307,11 @@ def cmd_policies(args: argparse.Namespace) -> int:
     for name in ABLATIONS:
         if name in POLICIES:
             print(f"  {name:<28} {POLICIES[name].summary}")
-    if args.protocols:
+    if args.protocols or args.markdown:
         for name in MAIN_POLICIES:
-            if name not in POLICIES:
-                continue
-            print(f"\n{name}")
-            for path, phases in POLICIES[name].PROTOCOLS.items():
-                print(f"  {path}:")
-                for phase, what in phases:
-                    print(f"    {phase:<10} {what}")
+            if name in POLICIES:
+                print()
+                print(protocol_tables(name, markdown=args.markdown))
     return 0
 
 
