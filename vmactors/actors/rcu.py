@@ -56,7 +56,7 @@ def handle(state: RcuState, fx: Effects, msg: Message, ncpus: int) -> RcuState:
         for vma_id in state.current:
             vma = fx.world.vma(vma_id)
             fx.world = fx.world.set_vma(attrs.evolve(vma, state="freed"))
-            fx.emit("vma.free", vma=vma_id)
+            fx.emit("vma.free", addr=vma.start, pages=vma.pages, vma=vma_id)
         state = RcuState(waiting=None, current=(), next=state.next, gp=state.gp)
         if state.next:
             state = _start_gp(state, fx, ncpus)

@@ -222,4 +222,4 @@ def writer_done(fx: Effects, cpu: CpuState, program: Program, unmapped: tuple[st
 def free_vma_now(fx: Effects, cpu: CpuState, vma_id: str) -> None:
     vma = fx.world.vma(vma_id)
     fx.world = fx.world.set_vma(attrs.evolve(vma, state="freed"))
-    fx.emit("vma.free", cpu=cpu.id, vma=vma_id)
+    fx.emit("vma.free", cpu=cpu.id, addr=vma.start, pages=vma.pages, vma=vma_id)

@@ -39,6 +39,7 @@ from .base import (
     fault_task,
     flush_tlb_range_and_shootdown,
     free_frame,
+    free_vma_now,
     goto,
     rcu_read_lock,
     rcu_read_unlock,
@@ -61,8 +62,7 @@ def put_vma(fx: Effects, cpu: CpuState, vma_id: str, grace_period: bool) -> None
         if grace_period:
             fx.send("rcu", "call_rcu", arg=vma_id)
         else:
-            fx.world = fx.world.set_vma(attrs.evolve(fx.world.vma(vma_id), state="freed"))
-            fx.emit("vma.free", cpu=cpu.id, vma=vma_id)
+            free_vma_now(fx, cpu, vma_id)
 
 
 class WilcoxPolicy(Policy):
