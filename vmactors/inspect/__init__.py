@@ -16,7 +16,7 @@ from vmactors.inspect.command import register, run
 from vmactors.inspect.diagram import Message, Note, Sequence, collect_sequence, render_mermaid
 from vmactors.inspect.filters import EventFilter, parse_addr
 from vmactors.inspect.history import Translations, page_history
-from vmactors.inspect.html import render_html
+from vmactors.inspect.htmlpage import render_html
 from vmactors.inspect.racechart import build_race_chart, render_race_chart
 from vmactors.inspect.reader import LogReader, Record, open_log
 from vmactors.inspect.timeline import build_timeline, render_timeline

@@ -12,7 +12,7 @@ from vmactors.errors import UsageError
 from vmactors.inspect.diagram import collect_sequence, render_mermaid
 from vmactors.inspect.filters import EventFilter, parse_addr, parse_count
 from vmactors.inspect.history import page_history
-from vmactors.inspect.html import render_html
+from vmactors.inspect.htmlpage import render_html
 from vmactors.inspect.labels import hex_addr
 from vmactors.inspect.racechart import build_race_chart, render_race_chart
 from vmactors.inspect.reader import Record, open_log
@@ -144,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print_lines(_until(log, filt.to_step), filt, out)
         out.flush()
+    except UsageError:
+        out.flush()  # what was printed before a bad line goes out before the error
+        raise
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as cat does.
         _silence_stdout()

@@ -76,7 +76,12 @@ class Translations:
             if rng[0] <= self.page < rng[1]:
                 yield self.page
             return
-        yield from range(start, rng[1], PAGE_SIZE)
+        if rng[1] - start <= PAGE_SIZE:
+            yield start
+        else:
+            # A range (a tree store, a flush of a whole mapping): only the pages already
+            # known matter, and a huge mapping must not cost a state per page.
+            yield from [p for p in self.pages if start <= p < rng[1]]
 
     def state(self, page: int) -> PageState:
         st = self.pages.get(page)

@@ -132,6 +132,17 @@ def entry_text(ev: Event) -> str:
     return value_text(entry)
 
 
+def op_target(ev: Event) -> str | None:
+    """The mapping a syscall is about: its `vma`, else the label in the op's text
+    (`munmap A` -> `A`, `mmap A fixed ...` -> `A`, `B = mmap 2` -> `B`)."""
+    if ev.get("vma") is not None:
+        return str(ev["vma"])
+    words = str(ev.get("text") or "").split()
+    if len(words) >= 2 and words[1] == "=":
+        return words[0]
+    return words[1] if len(words) >= 2 else None
+
+
 def lock_name(ev: Event) -> str:
     """`mmap_sem(w)`, `vma A(r)`, `rcu`: the lock an event is about, briefly."""
     lock = ev.get("lock", "?")
@@ -186,12 +197,14 @@ def short_label(ev: Event) -> str:
         return "SEGV"
     if name == "fault.end":
         return "fault ok"
-    if name == "lock.wait":
-        return f"wait {lock_name(ev)}"
-    if name == "lock.acquire":
-        return f"lock {lock_name(ev)}"
-    if name == "lock.release":
-        return f"unlock {lock_name(ev)}"
+    if name in ("lock.wait", "lock.acquire", "lock.release"):
+        cpu = ev.get("cpu")
+        if isinstance(cpu, int) and ev.get("actor") not in (None, f"cpu{cpu}"):
+            # the lock's own actor (the rwsem) telling what it did for a CPU
+            verb = {"lock.wait": "waits", "lock.acquire": "takes", "lock.release": "drops"}[name]
+            return f"cpu{cpu} {verb} {lock_name(ev)}"
+        verb = {"lock.wait": "wait", "lock.acquire": "lock", "lock.release": "unlock"}[name]
+        return f"{verb} {lock_name(ev)}"
     if name == "tree.store":
         return f"tree={entry_text(ev)}"
     if name == "vma.free":
@@ -207,7 +220,7 @@ def short_label(ev: Event) -> str:
     if name == "rcu.qs":
         return f"qs cpu{ev.get('cpu')}"
     if name == "syscall.begin":
-        return f"{ev.get('op', 'syscall')} {ev.get('vma') or range_text(ev)}"
+        return f"{ev.get('op', 'syscall')} {op_target(ev) or range_text(ev)}"
     if name == "syscall.end":
         return f"ret={ret_text(ev.get('ret'))}"
     if name == "op.begin":

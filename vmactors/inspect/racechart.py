@@ -4,17 +4,30 @@ One column per CPU under `CPU 0` / `-----` headers, time running down, each line
 call-like description of what that CPU did, indented inside a syscall or a fault:
 
 ```
-CPU 0                              CPU 2
------                              -----
-                                   munmap(A)
-                                     down_write(mmap_sem)
-                                     mas_store(NULL)
-                                     zap_pte_range()
-load 0x7efffffff000 = 1 (stale TLB)
-!! coherence
-                                     flush_tlb_range()
+CPU 0                            CPU 1
+-----                            -----
+                                 munmap(A)
+                                   down_write(mmap_sem)
+do_page_fault(0x7efffffff000)
+  down_read(mmap_sem)
+  ... waits
+                                   ...mmap_sem: grant
+                                   mas_store(NULL)
+                                   flush_tlb_range()
+                                   IPI -> cpu0
 <IPI> flush_tlb
+                                   ...shootdown: flush_done
+                                   vm_area_free(A)
+                                   up_write(mmap_sem)
+                                   return 0
+  ...mmap_sem: grant
+  up_read(mmap_sem)
+  SIGSEGV (no vma)
 ```
+
+A line `...SRC: KIND` marks where a CPU resumes: the answer to its own request arriving
+after other CPUs ran. Loads and stores through a translation the page table no longer
+holds are marked `(stale TLB)` or `(freed frame)`.
 
 Work that a service actor (the tree, the shootdown coordinator, RCU) does on a CPU's
 behalf is drawn in that CPU's column: the CPU whose request started the chain of
@@ -30,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from vmactors.inspect.causality import Messages
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.history import Translations
 from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, ret_text, value_text
@@ -121,7 +135,12 @@ class _Builder:
         self.origin: dict[Any, int | None] = {}  # msg_id -> CPU whose request started it
         self.serving: dict[str, int | None] = {}  # service actor -> CPU it works for now
         self.waiting_since: dict[int, int] = {}  # cpu -> len(rows) when it last drew
-        self.requested: dict[int, str] = {}  # cpu -> rwsem call drawn, not yet acquired
+        # (cpu, call) drawn from a CPU's message to the rwsem, before the rwsem's own
+        # lock.acquire / lock.release for it, which then need no line of their own
+        self.requested: set[tuple[int, str]] = set()
+        self.released: set[tuple[int, str]] = set()
+        self.waited: set[int] = set()  # cpus whose request is queued (lock.wait seen)
+        self.messages = Messages()
         self.drawing = False  # whether the event being fed passes the filter
         self.tr = Translations()
         self.header: dict[str, Any] = {}
@@ -152,6 +171,7 @@ class _Builder:
         name, actor, step = ev["event"], ev["actor"], ev["step"]
         verdict = self.tr.judge(ev)
         self.tr.observe(ev)
+        self.messages.observe(ev)
         cpu = cpu_of_actor(actor)
         if name == "msg.send" and "msg_id" in ev:
             origin = cpu if cpu is not None else self.origin.get(ev.get("cause"))
@@ -171,14 +191,41 @@ class _Builder:
             if not self.drawing:
                 return
             target = ev.get("cpu") if isinstance(ev.get("cpu"), int) else None
-            self.add(step, target, f"!! {ev.get('invariant')}", indent=False)
+            text = f"!! {ev.get('invariant')}" if target is not None else f"!! step {step}: {ev.get('invariant')}"
+            self.add(step, target, text, indent=False)
             detail = f": {ev.get('detail')}" if ev.get("detail") else ""
             self.violations.append(f"!! step {step}: {ev.get('invariant')}{detail}")
             return
-        if cpu is not None:
+        if name.startswith("lock.") and isinstance(ev.get("cpu"), int):
+            # The waiter's or holder's column, whichever actor logged it (the rwsem
+            # actor logs the CPUs queued on it).
+            self._lock_event(ev["cpu"], ev)
+        elif cpu is not None:
             self._cpu_event(cpu, ev, verdict)
         else:
             self._service_event(actor, ev)
+
+    def _lock_event(self, cpu: int, ev: Event) -> None:
+        name, step = ev["event"], ev["step"]
+        call = _lock_call(ev, release=name == "lock.release")
+        if name == "lock.wait":
+            # drawn already when the CPU sent its request: only say that it waits
+            self.add(step, cpu, "... waits" if (cpu, call) in self.requested else f"{call} ... waits")
+            self.waited.add(cpu)
+        elif name == "lock.acquire":
+            waited = cpu in self.waited
+            self.waited.discard(cpu)
+            if (cpu, call) not in self.requested:
+                self.add(step, cpu, call)
+            elif waited and ev["actor"] == f"cpu{cpu}":
+                # (a lock actor's grant shows where the CPU resumes: its delivery)
+                self.add(step, cpu, f"... got {ev.get('lock')}")
+            self.requested.discard((cpu, call))
+        elif name == "lock.release":
+            if (cpu, call) in self.released:
+                self.released.discard((cpu, call))
+            else:
+                self.add(step, cpu, call)
 
     def _cpu_event(self, cpu: int, ev: Event, verdict: str | None) -> None:
         name, step = ev["event"], ev["step"]
@@ -225,26 +272,26 @@ class _Builder:
             add(f"free_page(frame {ev.get('frame')})")
         elif name == "vma.free":
             add(f"vm_area_free({ev.get('vma')})")
-        elif name == "lock.wait":
-            add(f"{_lock_call(ev, release=False)} ... waits")
-        elif name == "lock.acquire":
-            call = _lock_call(ev, release=False)
-            if self.requested.pop(cpu, None) != call:  # else drawn when requested
-                add(call)
-        elif name == "lock.release":
-            add(_lock_call(ev, release=True))
+        elif name.startswith("lock."):
+            self._lock_event(cpu, ev)
         elif name == "msg.send":
             kind = ev.get("kind")
             if kind in _RWSEM_KINDS:
-                add(_RWSEM_KINDS[str(kind)])
-                if self.drawing and str(kind).startswith("down_"):
-                    self.requested[cpu] = _RWSEM_KINDS[str(kind)]
-            elif ev.get("dst") == "rcu":
-                vma = ev.get("vma")
-                add(f"call_rcu({vma if vma is not None else ''})" if kind == "call_rcu" else f"{kind}() -> rcu")
+                call = _RWSEM_KINDS[str(kind)]
+                add(call)
+                if self.drawing:
+                    (self.requested if str(kind).startswith("down_") else self.released).add((cpu, call))
+            elif kind == "call_rcu":
+                what = ev.get("vma", ev.get("arg"))
+                add(f"call_rcu({what if isinstance(what, str) else ''})")
         elif name == "msg.recv":
-            # A reply the CPU was waiting for while others ran: say where it resumes.
-            if ev.get("kind") != "ipi" and self.others_drew_since(cpu):
+            # The answer to this CPU's own request, after other CPUs ran: say where it
+            # resumes. (IPIs and RCU's quiescent-state requests are not answers.)
+            if (
+                "msg_id" in ev
+                and self.messages.request_answered(ev["msg_id"], ev["actor"]) is not None
+                and self.others_drew_since(cpu)
+            ):
                 add(f"...{ev.get('src')}: {ev.get('kind')}")
 
     def _service_event(self, actor: str, ev: Event) -> None:

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vmactors.inspect.filters import EventFilter
-from vmactors.inspect.labels import details_text, range_text
+from vmactors.inspect.labels import Event, details_text, range_text
 from vmactors.inspect.reader import Record
 
 BATCH = 200  # rows per rich table on a terminal
@@ -39,7 +39,7 @@ COLUMNS: list[tuple[str, int | None, bool]] = [
 _STYLES = {"invariant.violated": "bold red", "run.start": "dim", "run.end": "bold"}
 
 
-def row_cells(ev: dict) -> list[str]:  # type: ignore[type-arg]
+def row_cells(ev: Event) -> list[str]:
     """The seven cells of one event's row."""
     cpu = ev.get("cpu")
     return [

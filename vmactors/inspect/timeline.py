@@ -7,10 +7,14 @@ Each cell is a compact label of what the actor did at that step (`down_write>mma
 `!!`.
 
 ```
-  step  cpu0         cpu2                 tree    mmap_sem
-------  -----------  -------------------  ------  ------------------
-     1               munmap A; down_wr~
-     2               |                            down_write<cpu2; ~
+step  cpu0                    cpu2                    tree                    mmap_sem
+----  ----------------------  ----------------------  ----------------------  -------------------
+   1                          munmap A
+                              down_write>mmap_sem
+   2                          |                                               <down_write
+                              |                                               grant>cpu2
+   3                          <grant; store>tree
+   4  ld r0=1                 |                       <store; tree=NULL
 ```
 """
 
@@ -22,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from vmactors.inspect.causality import Messages
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.labels import Event, short_label, sort_actors
 from vmactors.inspect.reader import Record
@@ -30,6 +35,7 @@ from vmactors.inspect.reader import Record
 MAX_CELL = 22
 #: Marker of a step in which a blocked actor does nothing.
 BLOCKED = "|"
+LEGEND = "(| blocked on a lock or waiting for a reply; !! invariant violated; <kind received, kind>sent to)"
 
 # Events an actor may log while it waits, without having stopped waiting: interrupts
 # (IPIs, RCU quiescent-state requests) are taken by a CPU blocked on a lock or a reply.
@@ -37,6 +43,8 @@ _WHILE_BLOCKED = frozenset({"msg.recv", "msg.send", "ipi.ack", "rcu.qs", "lock.w
 # Events a cell leaves out when the actor did something else in the step: the op is told
 # by its load, store or syscall; an IPI by its msg.* lines (logged in addition to them).
 _MINOR = frozenset({"op.begin", "op.end", "ipi.send", "ipi.ack"})
+# A CPU whose op (or syscall) has ended waits for nothing it asked for during it.
+_ENDS = frozenset({"op.end", "syscall.end"})
 
 
 @attrs.define
@@ -62,13 +70,6 @@ def _is_interrupt(ev: Event) -> bool:
     return name in _WHILE_BLOCKED or (name == "tlb.flush" and ev.get("reason") == "ipi")
 
 
-@attrs.define
-class _Send:
-    actor: str
-    step: int
-    cause: Any
-
-
 def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -> Timeline:
     """Read the records once; keep the rows that pass `filt` and what is needed to know
     when each actor was blocked (computed over every event, filtered or not)."""
@@ -76,36 +77,42 @@ def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -
     rows: dict[int, Row] = {}
     actors: set[str] = set()
     end = None
-    sends: dict[Any, _Send] = {}
+    messages = Messages()
     # (actor, lock key) -> step of the lock.wait not yet followed by lock.acquire
     lock_waits: dict[tuple[str, Any], int] = {}
     # (actor, after step, before step, is a lock wait)
     intervals: list[tuple[str, int, int, bool]] = []
     own_work: dict[str, list[int]] = {}  # actor -> steps where it did its own work
+    ends: dict[str, list[int]] = {}  # actor -> steps where one of its ops ended
+    steps: list[int] = []  # every step in the window at which anything happened
 
     for rec in records:
         ev = rec.event
         step, actor, name = ev["step"], ev["actor"], ev["event"]
         # --- blocking, over every event ---
-        if name == "msg.send" and "msg_id" in ev:
-            sends[ev["msg_id"]] = _Send(actor, step, ev.get("cause"))
-        elif name == "msg.recv" and "msg_id" in ev:
-            request = _request_answered(ev["msg_id"], actor, sends)
+        messages.observe(ev)
+        if name == "msg.recv" and "msg_id" in ev:
+            request = messages.request_answered(ev["msg_id"], actor)
             if request is not None:
                 intervals.append((actor, request.step, step, False))
         elif name == "lock.wait":
-            lock_waits[(actor, _lock_key(ev))] = step
+            lock_waits[(_waiter(ev), _lock_key(ev))] = step
         elif name == "lock.acquire":
-            started = lock_waits.pop((actor, _lock_key(ev)), None)
+            started = lock_waits.pop((_waiter(ev), _lock_key(ev)), None)
             if started is not None:
-                intervals.append((actor, started, step, True))
+                intervals.append((_waiter(ev), started, step, True))
         if actor != "sim" and not _is_interrupt(ev):
             work = own_work.setdefault(actor, [])
             if not work or work[-1] != step:
                 work.append(step)
+        if name in _ENDS:
+            ends.setdefault(actor, []).append(step)
         # --- what is drawn ---
         if name == "run.end":
             end = _end_text(ev)
+        if name != "run.start" and name != "run.end" and filt.in_steps(step):
+            if not steps or steps[-1] != step:
+                steps.append(step)
         if not filt.matches(ev) or name == "run.start" or name == "run.end":
             continue
         row = rows.get(step)
@@ -117,24 +124,33 @@ def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -
         actors.add(actor)
         row.cells.setdefault(actor, []).append((name in _MINOR, short_label(ev)))
 
-    row_steps = sorted(rows)
-    last = row_steps[-1] if row_steps else 0
+    last = steps[-1] if steps else 0
     for (actor, _key), started in lock_waits.items():
         intervals.append((actor, started, last + 1, True))
     blocked: dict[str, set[int]] = {}
     for actor, after, before, is_lock in intervals:
         # A request whose reply came only after the actor went on with other work was
         # not a wait: the actor did not block on it. A lock wait always is one.
-        if not is_lock and _any_between(own_work.get(actor, []), after, before):
+        if not is_lock and (
+            _any_between(own_work.get(actor, []), after, before)
+            or _any_between(ends.get(actor, []), after - 1, before)
+        ):
+            # went on with other work, or finished its op (call_rcu is fire-and-forget)
             continue
-        lo, hi = bisect.bisect_right(row_steps, after), bisect.bisect_left(row_steps, before)
+        lo, hi = bisect.bisect_right(steps, after), bisect.bisect_left(steps, before)
         if lo < hi:
-            blocked.setdefault(actor, set()).update(row_steps[lo:hi])
+            blocked.setdefault(actor, set()).update(steps[lo:hi])
     if filt.without_steps().is_empty:
         # A step window shows every actor at work or waiting in it; a selection by
         # actor, CPU, event or address shows the selected actors only.
         actors.update(blocked)
-    return Timeline(sort_actors(actors), [rows[s] for s in row_steps], blocked, end)
+    # A shown actor's waits get their rows too, so `--actor cpu2` shows how long it
+    # waited, not only what it did.
+    for actor in actors:
+        for step in blocked.get(actor, ()):
+            if step not in rows:
+                rows[step] = Row(step)
+    return Timeline(sort_actors(actors), [rows[s] for s in sorted(rows)], blocked, end)
 
 
 def _any_between(steps: list[int], after: int, before: int) -> bool:
@@ -143,17 +159,13 @@ def _any_between(steps: list[int], after: int, before: int) -> bool:
     return i < len(steps) and steps[i] < before
 
 
-def _request_answered(msg_id: Any, actor: str, sends: dict[Any, _Send]) -> _Send | None:
-    """The nearest message up the cause chain of `msg_id` that `actor` itself sent:
-    the request this delivery answers. None when the delivery is not an answer."""
-    seen = set()
-    cur = sends.get(msg_id)
-    while cur is not None and cur.cause is not None and cur.cause not in seen:
-        seen.add(cur.cause)
-        cur = sends.get(cur.cause)
-        if cur is not None and cur.actor == actor:
-            return cur
-    return None
+def _waiter(ev: Event) -> str:
+    """Who waits for a lock: the CPU the event names (the rwsem actor logs the waits of
+    the CPUs queued on it), else the actor."""
+    cpu = ev.get("cpu")
+    if isinstance(cpu, int) and not isinstance(cpu, bool):
+        return f"cpu{cpu}"
+    return str(ev["actor"])
 
 
 def _lock_key(ev: Event) -> tuple[Any, Any]:
@@ -251,4 +263,6 @@ def render_timeline(tl: Timeline, max_cell: int = MAX_CELL) -> str:
         out.append("(no event matches)")
     if tl.end is not None:
         out.append(tl.end)
+    if tl.rows:
+        out.append(LEGEND)
     return "\n".join(out) + "\n"
