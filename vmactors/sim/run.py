@@ -71,9 +71,33 @@ class Run:
         self.log = EventLog(log) if log is not None else None
         self.events: list[dict[str, Any]] | None = None
         self.ended: str | None = None
-        self._emit({"step": 0, "vtime_ns": 0, "actor": "sim", "event": "run.start", "format": FORMAT,
-                    "vmactors": __version__, "scenario": scenario.name, "scenario_sha256": scenario.sha256,
-                    "policy": self.policy.name, "strategy": strategy.name, "seed": seed})
+        self._header = [{"step": 0, "vtime_ns": 0, "actor": "sim", "event": "run.start", "format": FORMAT,
+                         "vmactors": __version__, "scenario": scenario.name, "scenario_sha256": scenario.sha256,
+                         "policy": self.policy.name, "strategy": strategy.name, "seed": seed}]
+        if self.log is not None:
+            self._header += self._setup_events()
+            for event in self._header:
+                self._emit(event)
+
+    def _setup_events(self) -> list[dict[str, Any]]:
+        """Step 0: the address space as the scenario sets it up (maps, prefaulted
+        PTEs and TLB entries), so a log tells where every translation came from."""
+        world = self.system.world
+        head = {"step": 0, "vtime_ns": 0, "actor": "sim"}
+        out: list[dict[str, Any]] = []
+        for start, end, entry in world.tree.items():
+            out.append({**head, "event": "tree.store", "addr": start, "pages": (end - start) // 4096,
+                        "vma": entry, "entry": "vma"})
+        for page in sorted(world.ptes):
+            pte = world.ptes[page]
+            out.append({**head, "event": "pte.install", "addr": page, "pages": 1, "frame": pte.frame,
+                        "vma": pte.vma, "prot": pte.prot})
+        for cpu in self.system.cpus:
+            for page in sorted(cpu.tlb):
+                e = cpu.tlb[page]
+                out.append({**head, "event": "tlb.fill", "cpu": cpu.id, "addr": page, "pages": 1,
+                            "frame": e.frame, "vma": e.vma, "prot": e.prot})
+        return out
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self.events is not None:
@@ -82,8 +106,14 @@ class Run:
             self.log.write(event)
 
     def keep_events(self) -> None:
-        """Also keep every event in memory (tests and the pytest plugin)."""
-        self.events = []
+        """Also keep every event in memory (tests and the pytest plugin), from
+        `run.start` on if no step was taken yet."""
+        if self.system.step == 0:
+            if len(self._header) == 1:
+                self._header += self._setup_events()
+            self.events = [dict(e) for e in self._header]
+        else:
+            self.events = []
 
     def enabled(self) -> list[Step]:
         return enabled(self.system, self.program, self.policy)
