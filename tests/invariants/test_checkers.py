@@ -1,0 +1,319 @@
+"""Invariant checkers (DESIGN §5) on hand-built bad states, the deadlock report, and
+the ablations of DESIGN §4, each tripping its invariant where its parent is clean."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from vmactors.actors.messages import Effects
+from vmactors.explore.exhaustive import explore_exhaustive
+from vmactors.invariants import check_step
+from vmactors.mm.page_table import Pte
+from vmactors.policies.base import read_vma
+from vmactors.sim.setup import build
+from vmactors.sim.system import StepResult, System
+
+TWO_CPUS = """
+    name = "two"
+    [[map]]
+    name = "A"
+    fill = 1
+    prefault = [0, 1]
+    [[map]]
+    name = "B"
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap A"]
+"""
+
+
+@pytest.fixture
+def base(scenario):
+    system, program, where = build(scenario(TWO_CPUS))
+    return system, where["A"], where["B"]
+
+
+def step(after: System, *events: tuple[str, dict], notes: tuple = ()) -> StepResult:
+    return StepResult(after, tuple(events), (), None, tuple(notes), 0)
+
+
+def names(violations) -> list[str]:
+    return [v.invariant for v in violations]
+
+
+def with_tlb(system: System, cpu: int, page: int, pte: Pte | None) -> System:
+    c = system.cpus[cpu]
+    tlb = c.tlb.delete(page) if pte is None else c.tlb.set(page, pte)
+    return attrs.evolve(system, cpus=system.cpus[:cpu] + (attrs.evolve(c, tlb=tlb),) + system.cpus[cpu + 1:])
+
+
+def with_world(system: System, **changes) -> System:
+    return attrs.evolve(system, world=attrs.evolve(system.world, **changes))
+
+
+def test_the_initial_state_is_clean(base) -> None:
+    system, a, _ = base
+    assert check_step(system, step(system, ("tlb.fill", {"cpu": 0, "addr": a}),
+                                   ("pte.install", {"cpu": 0, "addr": a}))) == []
+
+
+def test_coherence_two_tlbs(base) -> None:
+    system, a, _ = base
+    frames, other = system.world.frames.alloc("anon:X:0", 0)
+    old = system.cpus[1].tlb[a]
+    after = with_tlb(with_world(system, frames=frames), 1, a, attrs.evolve(old, frame=other))
+    v = check_step(system, step(after, ("tlb.fill", {"cpu": 1, "addr": a, "pages": 1})))
+    assert names(v) == ["coherence"]
+    assert v[0].fields()["addr"] == a
+    assert "cpu0's TLB" in v[0].detail and "cpu1's TLB" in v[0].detail
+
+
+def test_coherence_a_tlb_and_the_pte(base) -> None:
+    system, a, _ = base
+    frames, other = system.world.frames.alloc("anon:X:0", 0)
+    pte = attrs.evolve(system.world.ptes[a], frame=other)
+    after = with_world(system, frames=frames, ptes=system.world.ptes.set(a, pte))
+    after = with_tlb(after, 1, a, None)
+    v = check_step(system, step(after, ("pte.install", {"cpu": 1, "addr": a, "pages": 1})))
+    assert names(v) == ["coherence"]
+    assert "the PTE" in v[0].detail and "cpu0's TLB" in v[0].detail
+
+
+def test_frame_uaf_a_freed_frame(base) -> None:
+    system, a, _ = base
+    entry = system.cpus[0].tlb[a]
+    freed = with_world(system, frames=system.world.frames.release(entry.frame))
+    v = check_step(freed, step(freed, notes=(("access", (0, a, entry)),)))
+    assert names(v) == ["frame-uaf"]
+    assert v[0].fields()["frame"] == entry.frame and "was freed" in v[0].detail
+    # The same access to the frame while it is still in use is fine.
+    assert check_step(system, step(system, notes=(("access", (0, a, entry)),))) == []
+
+
+def test_frame_uaf_a_frame_given_to_another_owner(base) -> None:
+    system, a, _ = base
+    entry = system.cpus[0].tlb[a]
+    frames, again = system.world.frames.release(entry.frame).alloc("anon:1.0:0", 0)
+    assert again == entry.frame  # LIFO reuse
+    reused = with_world(system, frames=frames)
+    v = check_step(reused, step(reused, notes=(("access", (0, a, entry)),)))
+    assert names(v) == ["frame-uaf"] and "anon:1.0:0" in v[0].detail
+
+
+def test_vma_uaf(base) -> None:
+    system, _, _ = base
+    world = system.world.set_vma(attrs.evolve(system.world.vma("A"), state="freed"))
+    fx = Effects(world, "cpu0")
+    read_vma(fx, system.cpus[0], "A")
+    v = check_step(system, step(attrs.evolve(system, world=world), notes=tuple(fx.notes)))
+    assert names(v) == ["vma-uaf"] and v[0].fields() == {"cpu": 0, "vma": "A"}
+    # Reading a live or detached VMA is no use-after-free.
+    for state in ("live", "detached"):
+        fx = Effects(system.world.set_vma(attrs.evolve(system.world.vma("A"), state=state)), "cpu0")
+        read_vma(fx, system.cpus[0], "A")
+        assert fx.notes == []
+
+
+def test_orphan_pte_no_vma_covers_it(base) -> None:
+    system, a, _ = base
+    world = system.world
+    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, None))
+    world = world.set_vma(attrs.evolve(world.vma("A"), state="detached"))
+    after = attrs.evolve(system, world=world)
+    ev = ("tree.store", {"addr": a, "pages": 1, "entry": "null"})
+    v = check_step(system, step(after, ev))
+    assert names(v) == ["orphan-pte"] and "no live VMA" in v[0].detail
+    # Inside the writer's operation on that page it is expected.
+    busy = attrs.evolve(after, world=attrs.evolve(world, writers=frozenset({(1, a, a + 4096)})))
+    assert check_step(system, step(busy, ev)) == []
+
+
+def test_orphan_pte_installed_through_a_dead_vma(base) -> None:
+    system, a, _ = base
+    world = system.world
+    new = attrs.evolve(world.vma("A"), id="1.0", owner="anon:1.0")
+    world = world.set_vma(new).set_vma(attrs.evolve(world.vma("A"), state="detached"))
+    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, "1.0"))
+    after = attrs.evolve(system, world=world)
+    v = check_step(system, step(after, ("pte.install", {"cpu": 0, "addr": a, "pages": 1})))
+    assert "orphan-pte" in names(v)
+    assert any("installed through vma A" in x.detail for x in v)
+
+
+def test_munmap_incomplete_at_return(base) -> None:
+    system, a, _ = base
+    world = system.world
+    world, _ = world.zap_range(a, 1)
+    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, None), unmapped=frozenset({"A"}))
+    world = world.set_vma(attrs.evolve(world.vma("A"), state="detached"))
+    after = with_tlb(attrs.evolve(system, world=world), 1, a, None)  # cpu1 flushed; cpu0 did not
+    v = check_step(system, step(after, notes=(("munmap-returned", (1, ("A",))),)))
+    assert names(v) == ["munmap-incomplete"]
+    assert "cpu0's TLB" in v[0].detail and v[0].fields()["vma"] == "A"
+    # Once cpu0 has flushed too, the return is fine.
+    done = with_tlb(after, 0, a, None)
+    assert check_step(system, step(done, notes=(("munmap-returned", (1, ("A",))),))) == []
+
+
+def test_munmap_incomplete_ignores_a_newer_mapping(base) -> None:
+    system, a, _ = base
+    world = system.world
+    new = attrs.evolve(world.vma("A"), id="1.0", owner="anon:1.0")
+    world = world.set_vma(new).set_vma(attrs.evolve(world.vma("A"), state="detached"))
+    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, "1.0"), unmapped=frozenset({"A"}))
+    pte = Pte(frame=world.ptes[a].frame, prot="rw", vma="1.0", owner=new.frame_owner(a))
+    world = world.install_pte(a, pte)
+    after = with_tlb(with_tlb(attrs.evolve(system, world=world), 0, a, pte), 1, a, pte)
+    assert check_step(system, step(after, notes=(("munmap-returned", (1, ("A",))),))) == []
+
+
+def test_munmap_incomplete_a_translation_made_after_return(base) -> None:
+    system, a, _ = base
+    world = attrs.evolve(system.world, unmapped=frozenset({"A"}))
+    after = attrs.evolve(system, world=world)
+    v = check_step(system, step(after, ("tlb.fill", {"cpu": 0, "addr": a, "pages": 1})))
+    assert "munmap-incomplete" in names(v)
+
+
+# --- deadlock ---------------------------------------------------------------------
+
+BLOCKED_READER = """
+    name = "blocked-reader"
+    [[map]]
+    name = "A"
+    [[map]]
+    name = "B"
+    prefault = [0, 1]
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap B"]
+"""
+
+
+def test_a_deadlock_names_what_each_blocked_actor_waits_for(scenario, walk, run_events, log_schema) -> None:
+    s = scenario(BLOCKED_READER)
+    dead = [t for t in walk(s, "mmap_sem-irqs-off-wait") if t.end == "deadlock"]
+    assert dead
+    result, lines = run_events(s, "mmap_sem-irqs-off-wait", dead[0].choices)
+    assert result.outcome == "deadlock" and result.violations == ("deadlock",)
+    assert "grant" in result.waiting["cpu0"]
+    assert "flush_done" in result.waiting["cpu1"]
+    assert "cpu0" in result.waiting["shootdown"]
+    end = lines[-1]
+    assert end["event"] == "run.end" and end["outcome"] == "deadlock"
+    assert end["waiting"] == result.waiting
+    violated = [ev for ev in lines if ev["event"] == "invariant.violated"]
+    assert [ev["invariant"] for ev in violated] == ["deadlock"]
+    assert "cpu0 waits for grant" in violated[0]["detail"]
+    log_schema.check(lines)
+
+
+# --- ablations ----------------------------------------------------------------------
+
+STALE = """
+    name = "stale-tlb-vs-munmap"
+    [[map]]
+    name = "A"
+    prefault = [0, 1]
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap A"]
+"""
+FAULT = """
+    name = "fault-vs-munmap"
+    [[map]]
+    name = "A"
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap A"]
+"""
+REUSE = """
+    name = "reuse-with-a-stale-tlb"
+    cpus = 3
+    [[map]]
+    name = "A"
+    prefault = [2]
+    [[thread]]
+    ops = ["munmap A"]
+    [[thread]]
+    ops = ["B = mmap", "r0 = load B"]
+"""
+
+ABLATIONS = [
+    ("mmap_sem-free-before-flush", "mmap_sem", "frame-uaf", STALE),
+    ("mmap_sem-irqs-off-wait", "mmap_sem", "deadlock", BLOCKED_READER),
+    ("wilcox-no-zero", "wilcox", "coherence", REUSE),
+    ("wilcox-free-before-flush", "wilcox", "frame-uaf", STALE),
+    ("wilcox-no-grace", "wilcox", "vma-uaf", FAULT),
+    ("wilcox-no-recheck", "wilcox", "orphan-pte", FAULT),
+    ("wilcox-early-return", "wilcox", "munmap-incomplete", STALE),
+]
+
+
+@pytest.mark.parametrize("ablation, parent, invariant, text", ABLATIONS, ids=[a[0] for a in ABLATIONS])
+def test_each_ablation_trips_its_invariant_where_its_parent_is_clean(scenario, run_events, log_schema, ablation,
+                                                                      parent, invariant, text) -> None:
+    s = scenario(text)
+    clean, _ = explore_exhaustive(s, parent)
+    assert clean.complete and clean.findings == ()
+    broken, choices = explore_exhaustive(s, ablation)
+    assert broken.complete
+    found = {f.invariant: f for f in broken.findings}
+    assert invariant in found, found
+    assert found[invariant].runs > 0
+    # The shortest counterexample replays to the same violation, and its log says so.
+    again, lines = run_events(s, ablation, choices[invariant])
+    assert invariant in again.violations
+    log_schema.check(lines)
+    assert invariant in lines[-1]["violations"]
+    assert any(ev["event"] == "invariant.violated" and ev["invariant"] == invariant for ev in lines)
+
+
+def test_every_ablation_is_covered() -> None:
+    from vmactors.policies import ABLATIONS as NAMES
+
+    assert sorted(a[0] for a in ABLATIONS) == sorted(NAMES)
+
+
+# --- every syscall returns only after its shootdown (DESIGN §1) ------------------------
+
+WRITER = """
+    name = "writer"
+    [[map]]
+    name = "A"
+    prefault = [0, 1]
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["{op}"]
+"""
+OPS = ["mprotect A prot=r", "mmap A fixed fill=3", "munmap A"]
+
+
+def returns_after_flush(memo, lines):
+    """(cpu1 was told its flush is done, cpu1's syscall returned before that)."""
+    done, early = memo
+    for ev in lines:
+        if ev["event"] == "msg.recv" and ev["kind"] == "flush_done" and ev["dst"] == "cpu1":
+            done = True
+        elif ev["event"] == "syscall.end" and ev["cpu"] == 1 and not done:
+            early = True
+    return done, early
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("policy", ["mmap_sem", "wilcox", "glisse", "pervma"])
+def test_every_syscall_returns_after_its_shootdown(scenario, walk, policy, op) -> None:
+    ends = walk(scenario(WRITER.format(op=op)), policy, returns_after_flush, (False, False))
+    assert ends and all(t.memo == (True, False) for t in ends)
+    assert not any(t.violations for t in ends)
+
+
+def test_the_early_return_ablation_does_not(scenario, walk) -> None:
+    ends = walk(scenario(WRITER.format(op="munmap A")), "wilcox-early-return", returns_after_flush, (False, False))
+    assert any(t.memo[1] for t in ends)

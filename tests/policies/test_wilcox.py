@@ -1,0 +1,247 @@
+"""`wilcox` (DESIGN §4), litmus style: ZERO entries, VMA references and RCU freeing,
+the recheck under the page-table lock."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmactors.explore.exhaustive import explore_exhaustive
+from vmactors.mm.layout import MMAP_BASE, PAGE_SIZE
+
+A = MMAP_BASE - PAGE_SIZE  # the first [[map]] ends at the mmap base
+
+MUNMAP_VS_MMAP = """
+    name = "munmap-vs-mmap"
+    exists = "1:B = A"
+    [[map]]
+    name = "A"
+    prefault = [0, 1]
+    [[thread]]
+    ops = ["munmap A"]
+    [[thread]]
+    ops = ["B = mmap"]
+"""
+
+
+def reuse_before_flush(memo, lines):
+    """(phase, reused): phase 'before' -> 'flushing' once munmap changed A's tree
+    entry, -> 'after' when cpu0 hears its flush is done; `reused` when a new VMA is
+    stored at A while 'flushing'."""
+    phase, reused = memo
+    for ev in lines:
+        if ev["event"] == "tree.store" and ev["addr"] == A:
+            if ev["entry"] != "vma" and phase == "before":
+                phase = "flushing"
+            elif ev["entry"] == "vma" and phase == "flushing":
+                reused = True
+        elif ev["event"] == "msg.recv" and ev["kind"] == "flush_done" and ev["dst"] == "cpu0":
+            phase = "after"
+    return phase, reused
+
+
+def test_zero_keeps_a_concurrent_mmap_off_the_range_until_the_flush(scenario, walk) -> None:
+    s = scenario(MUNMAP_VS_MMAP)
+    ends = walk(s, "wilcox", reuse_before_flush, ("before", False))
+    assert not any(t.memo[1] for t in ends)
+    # The range is reused once the munmap is done (a freed top range is next).
+    assert {t.regs["1:B"] for t in ends} == {A, A - PAGE_SIZE}
+    assert not any(t.violations for t in ends)
+
+
+def test_without_zero_the_range_is_reused_before_the_flush(scenario, walk) -> None:
+    s = scenario(MUNMAP_VS_MMAP)
+    ends = walk(s, "wilcox-no-zero", reuse_before_flush, ("before", False))
+    assert any(t.memo[1] for t in ends)
+
+
+def test_munmap_leaves_zero_until_the_flush_is_done(scenario, run_events) -> None:
+    s = scenario(MUNMAP_VS_MMAP)
+    _, lines = run_events(s, "wilcox", [])
+    stores = [(ev["entry"], i) for i, ev in enumerate(lines)
+              if ev["event"] == "tree.store" and ev["actor"] == "tree" and ev["addr"] == A]
+    flush_done = next(i for i, ev in enumerate(lines) if ev["event"] == "msg.recv" and ev["kind"] == "flush_done")
+    (z, zi), (n, ni) = stores[:2]
+    assert (z, n) == ("zero", "null")
+    assert zi < flush_done < ni
+
+
+FAULT_VS_MUNMAP = """
+    name = "fault-vs-munmap"
+    [[map]]
+    name = "A"
+    fill = 5
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap A"]
+"""
+
+
+def references(memo, lines):
+    """Tracks A's references and its freeing: (refs, gp_since_last_put, bad, freed_by_fault).
+    `gp_since_last_put` becomes True when a grace period starts after the reference
+    count reached 0; `bad` is set if A is freed while referenced or before such a
+    grace period has ended."""
+    refs, gp, bad, last_put = memo
+    for ev in lines:
+        name = ev["event"]
+        if ev.get("vma") != "A" and not name.startswith("rcu.gp"):
+            continue
+        if name == "lock.acquire" and ev["lock"] == "refcount":
+            refs += 1
+        elif name == "lock.release" and ev["lock"] == "refcount":
+            refs -= 1
+            if refs == 0:
+                gp, last_put = "waiting", ev["cpu"]
+        elif name == "rcu.gp.start" and gp == "waiting":
+            gp = "started"
+        elif name == "rcu.gp.end" and gp == "started":
+            gp = "ended"
+        elif name == "vma.free":
+            if refs != 0 or gp != "ended" or ev["actor"] != "rcu":
+                bad = True
+    return refs, gp, bad, last_put
+
+
+def test_a_vma_is_freed_after_its_last_reference_and_a_grace_period(scenario, walk) -> None:
+    s = scenario(FAULT_VS_MUNMAP)
+    ends = walk(s, "wilcox", references, (1, None, False, None))
+    assert ends
+    assert not any(t.memo[2] for t in ends)
+    assert all(t.memo[0] == 0 and t.memo[1] == "ended" for t in ends)
+    assert all(t.system.world.vmas["A"].state == "freed" for t in ends)
+    # The last reference is sometimes the munmap's (cpu1), sometimes the fault's (cpu0).
+    assert {t.memo[3] for t in ends} == {0, 1}
+    assert not any(t.violations for t in ends)
+
+
+def test_without_a_grace_period_the_monitor_fires(scenario, walk) -> None:
+    s = scenario(FAULT_VS_MUNMAP)
+    ends = walk(s, "wilcox-no-grace", references, (1, None, False, None))
+    assert any(t.memo[2] for t in ends)
+
+
+def retried(memo, lines):
+    for ev in lines:
+        if ev["event"] == "fault.retry" and ev["cpu"] == 0:
+            return True
+    return memo
+
+
+def test_a_failed_recheck_retries_and_segvs_when_the_range_is_gone(scenario, walk) -> None:
+    s = scenario(FAULT_VS_MUNMAP)
+    ends = walk(s, "wilcox", retried, False)
+    assert any(t.memo for t in ends)
+    assert all(t.regs["0:r0"] == "segv" for t in ends if t.memo)
+    assert {t.regs["0:r0"] for t in ends} == {5, "segv"}
+
+
+def test_a_failed_recheck_retries_and_finds_the_replacement(scenario, walk) -> None:
+    s = scenario("""
+        name = "fault-vs-fixed"
+        [[map]]
+        name = "A"
+        fill = 5
+        [[thread]]
+        ops = ["r0 = load A"]
+        [[thread]]
+        ops = ["mmap A fixed fill=6"]
+    """)
+    ends = walk(s, "wilcox", retried, False)
+    assert any(t.memo for t in ends)
+    # The range is not gone: a retried fault finds the new VMA, never SIGSEGV.
+    assert {t.regs["0:r0"] for t in ends if t.memo} == {6}
+    assert {t.regs["0:r0"] for t in ends} == {5, 6}
+    assert not any(t.violations for t in ends)
+
+
+def test_the_retry_in_the_log(scenario, walk, run_events) -> None:
+    s = scenario(FAULT_VS_MUNMAP)
+    witness = next(t for t in walk(s, "wilcox", retried, False) if t.memo)
+    result, lines = run_events(s, "wilcox", witness.choices)
+    cpu0 = [ev for ev in lines if ev.get("cpu") == 0 and ev["event"].startswith("fault.")]
+    assert [ev["event"] for ev in cpu0] == ["fault.begin", "fault.retry", "fault.segv"]
+    assert "A" in cpu0[1]["reason"] and cpu0[1]["vma"] == "A"
+    assert result.regs["0:r0"] == "segv"
+
+
+
+def test_mprotect_publishes_a_copy_and_a_racing_fault_retries(scenario, walk) -> None:
+    """DESIGN §4: RCU readers never see a VMA change under them; mprotect stores a
+    copy (`1.0`) with the new protection, so a racing fault's recheck fails."""
+    s = scenario("""
+        name = "store-vs-mprotect"
+        [[map]]
+        name = "A"
+        fill = 1
+        [[thread]]
+        ops = ["store A 2", "r0 = load A"]
+        [[thread]]
+        ops = ["mprotect A prot=r"]
+    """)
+
+    def watch(memo, lines):
+        retried, copy = memo
+        for ev in lines:
+            if ev["event"] == "fault.retry" and "A" in ev["reason"]:
+                retried = True
+            if ev["event"] == "tree.store" and ev.get("vma") == "1.0":
+                copy = True
+        return retried, copy
+
+    ends = walk(s, "wilcox", watch, (False, False))
+    assert any(t.memo == (True, True) for t in ends)
+    assert all(t.memo[1] for t in ends)
+    outcomes = {tuple(sorted(t.regs.items())) for t in ends}
+    assert outcomes == {(("0:r0", 2),), (("0:fault", "segv"), ("0:r0", 1))}
+    assert not any(t.violations for t in ends)
+    assert all(t.system.world.vmas["1.0"].prot == "r" for t in ends)
+
+
+# A read-only mapping whose PTE is present; thread 1 makes the range writable, by
+# mprotect or by MAP_FIXED, while thread 0 stores to it. Thread 0's write fault may
+# find the new, writable VMA while the old read-only PTE is still there.
+RO_STORE = """
+    name = "store-vs-{name}"
+    [[map]]
+    name = "A"
+    fill = 1
+    prot = "r"
+    prefault = []
+    [[thread]]
+    ops = ["store A 3"]
+    [[thread]]
+    ops = ["{op}"]
+"""
+
+
+@pytest.mark.parametrize("policy", [
+    "mmap_sem", "pervma",
+    *[pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=(
+        f"BUG: under {p}, a write fault that finds the new rw VMA while mprotect has not yet changed the "
+        "read-only PTE sees the PTE 'present' (set_pte), ends the fault and retries the access at once, "
+        "round and round: a polling loop, so the state graph has a cycle and the exploration is incomplete "
+        "(DESIGN §2: every wait blocks until a wake-up message, no cycles)"))) for p in ("wilcox", "glisse")],
+])
+def test_a_write_fault_racing_mprotect_to_rw_does_not_poll(scenario, policy) -> None:
+    s = scenario(RO_STORE.format(name="mprotect", op="mprotect A prot=rw"))
+    e, _ = explore_exhaustive(s, policy)
+    assert e.complete, e.cut
+    assert {tuple(st.regs) for st in e.states} == {(), (("0:fault", "segv"),)}
+    assert e.findings == ()
+
+
+@pytest.mark.parametrize("policy", [
+    "mmap_sem", "glisse", "pervma",
+    pytest.param("wilcox", marks=pytest.mark.xfail(strict=True, reason=(
+        "BUG: under wilcox, a write fault finds MAP_FIXED's new rw VMA while the old read-only PTE is still "
+        "there, so fault_alloc takes no frame; MAP_FIXED then zaps that PTE before the fault's install, and "
+        "set_pte fails `assert task.frame is not None`: an AssertionError escapes the simulator "
+        "(explore, run and replay crash with a traceback)"))),
+])
+def test_a_write_fault_racing_map_fixed_over_a_read_only_mapping(scenario, policy) -> None:
+    s = scenario(RO_STORE.format(name="map-fixed", op="mmap A fixed fill=7"))
+    e, _ = explore_exhaustive(s, policy)
+    assert e.complete, e.cut
+    assert {tuple(st.regs) for st in e.states} == {(), (("0:fault", "segv"),)}
+    assert e.findings == ()
