@@ -133,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-states", type=_positive, default=200_000)
     p.set_defaults(func=cmd_matrix)
 
-    p = sub.add_parser("policies", help="each policy and ablation with what it models")
+    p = sub.add_parser("policies", help="each policy and ablation with what it models",
+                       epilog="""examples:
+  vmactors policies                 # one line per policy and ablation
+  vmactors policies --protocols     # each policy's fault and syscall protocols, step by step
+  vmactors policies --markdown      # the same as Markdown tables, as in docs/policies/""",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocols", action="store_true", help="also print each policy's protocol steps")
     p.add_argument("--markdown", action="store_true", help="print the protocol steps as Markdown tables (for docs)")
     p.set_defaults(func=cmd_policies)

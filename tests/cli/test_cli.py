@@ -230,11 +230,7 @@ def test_policies_lists_all_eleven(vmcli) -> None:
 COMMANDS = ["run", "explore", "replay", "check", "inspect", "matrix", "policies"]
 
 
-@pytest.mark.parametrize("command", [
-    c if c != "policies" else pytest.param(c, marks=pytest.mark.xfail(
-        strict=True, reason="BUG: `vmactors policies --help` has no examples (every other command's has)"))
-    for c in COMMANDS
-])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_shows_examples(vmcli, command) -> None:
     p = vmcli(command, "--help")
     assert p.returncode == 0

@@ -52,9 +52,6 @@ def test_random_sampling_finds_every_outcome_of_a_tiny_scenario(scenario) -> Non
     assert e.exists == "sometimes"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PCT ranks actors, and a CPU's own next op always comes before a "
-                   "message waiting for it (lowest index among equal priorities), so PCT never delivers an IPI "
-                   "to a CPU that still has ops to run: the stale-TLB window is never explored")
 def test_pct_reaches_the_ipi_before_the_next_load(scenario) -> None:
     """DESIGN §3: a CPU with an IPI waiting may first run its next op, or take the IPI.
     Here (r0, r1) = (1, segv) needs cpu0 to take munmap's IPI between its two loads."""

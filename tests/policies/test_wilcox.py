@@ -215,14 +215,7 @@ RO_STORE = """
 """
 
 
-@pytest.mark.parametrize("policy", [
-    "mmap_sem", "pervma",
-    *[pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=(
-        f"BUG: under {p}, a write fault that finds the new rw VMA while mprotect has not yet changed the "
-        "read-only PTE sees the PTE 'present' (set_pte), ends the fault and retries the access at once, "
-        "round and round: a polling loop, so the state graph has a cycle and the exploration is incomplete "
-        "(DESIGN §2: every wait blocks until a wake-up message, no cycles)"))) for p in ("wilcox", "glisse")],
-])
+@pytest.mark.parametrize("policy", ["mmap_sem", "pervma", "wilcox", "glisse"])
 def test_a_write_fault_racing_mprotect_to_rw_does_not_poll(scenario, policy) -> None:
     s = scenario(RO_STORE.format(name="mprotect", op="mprotect A prot=rw"))
     e, _ = explore_exhaustive(s, policy)
@@ -231,14 +224,7 @@ def test_a_write_fault_racing_mprotect_to_rw_does_not_poll(scenario, policy) -> 
     assert e.findings == ()
 
 
-@pytest.mark.parametrize("policy", [
-    "mmap_sem", "glisse", "pervma",
-    pytest.param("wilcox", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: under wilcox, a write fault finds MAP_FIXED's new rw VMA while the old read-only PTE is still "
-        "there, so fault_alloc takes no frame; MAP_FIXED then zaps that PTE before the fault's install, and "
-        "set_pte fails `assert task.frame is not None`: an AssertionError escapes the simulator "
-        "(explore, run and replay crash with a traceback)"))),
-])
+@pytest.mark.parametrize("policy", ["mmap_sem", "glisse", "pervma", "wilcox"])
 def test_a_write_fault_racing_map_fixed_over_a_read_only_mapping(scenario, policy) -> None:
     s = scenario(RO_STORE.format(name="map-fixed", op="mmap A fixed fill=7"))
     e, _ = explore_exhaustive(s, policy)

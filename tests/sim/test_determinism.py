@@ -108,9 +108,6 @@ def test_events_kept_in_memory_are_the_lines_of_the_same_runs_log(scenario) -> N
     assert [orjson.loads(line) for line in buf.getvalue().splitlines()] == as_json(run.events)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with a log file, Run.keep_events() copies the step-0 header dicts "
-                   "after EventLog.write has popped their `event` key, so the in-memory run.start and set-up "
-                   "events have no `event`")
 def test_events_kept_in_memory_are_the_log_lines(scenario) -> None:
     import orjson
 

@@ -52,8 +52,8 @@ class EventLog:
         self._stream = stream
 
     def write(self, event: dict[str, Any]) -> None:
-        name = event.pop("event")
-        self._logger.msg(name, **event)
+        fields = {k: v for k, v in event.items() if k != "event"}
+        self._logger.msg(event["event"], **fields)
 
     def close(self) -> None:
         self._stream.flush()

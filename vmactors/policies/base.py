@@ -143,11 +143,14 @@ def free_frame(fx: Effects, cpu: CpuState, fid: int) -> None:
 
 
 def set_pte(fx: Effects, cpu: CpuState, vma: Vma, task: FaultTask) -> str:
-    """Install the fault's PTE under the page-table lock.
+    """Install the fault's PTE under the page-table lock, rechecking what is there.
 
-    Returns "installed", or "present" when another CPU installed one first (our
-    fresh frame goes back), or "spurious" when the PTE already allows the access
-    (a stale TLB entry is dropped so the access walks again)."""
+    Returns "installed"; "spurious" when a PTE already allows the access (another
+    CPU installed it first, or only this CPU's TLB entry was stale: the caller drops
+    it so the access walks again); or "upgraded" when a present PTE forbids the access
+    but the VMA allows it (a write fault after mprotect or MAP_FIXED raced the
+    fault): as do_wp_page reusing the page, the PTE takes the VMA's protection. A
+    fresh frame the fault no longer needs goes back."""
     page = task.page
     pte = fx.world.ptes.get(page)
     if pte is not None:
@@ -155,11 +158,17 @@ def set_pte(fx: Effects, cpu: CpuState, vma: Vma, task: FaultTask) -> str:
             free_frame(fx, cpu, task.frame)
         if prot_allows(pte.prot, task.access):
             return "spurious"
-        return "present"
-    assert task.frame is not None
-    new = Pte(frame=task.frame, prot=vma.prot, vma=vma.id, owner=vma.frame_owner(page))
+        new = attrs.evolve(pte, prot=vma.prot, vma=vma.id)
+        fx.world = fx.world.install_pte(page, new)
+        fx.emit("pte.protect", cpu=cpu.id, addr=page, pages=1, frame=pte.frame, vma=vma.id, prot=vma.prot)
+        return "upgraded"
+    frame = task.frame
+    if frame is None:
+        # The PTE this fault meant to upgrade was zapped meanwhile: map a page now.
+        frame, _ = alloc_page(fx, cpu, vma, page)
+    new = Pte(frame=frame, prot=vma.prot, vma=vma.id, owner=vma.frame_owner(page))
     fx.world = fx.world.install_pte(page, new)
-    fx.emit("pte.install", cpu=cpu.id, addr=page, pages=1, frame=task.frame, vma=vma.id, prot=vma.prot)
+    fx.emit("pte.install", cpu=cpu.id, addr=page, pages=1, frame=frame, vma=vma.id, prot=vma.prot)
     return "installed"
 
 

@@ -159,7 +159,7 @@ class PerVmaPolicy(Policy):
     def fault_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
         assert task.vma is not None
-        if set_pte(fx, cpu, fx.world.vma(task.vma), task) == "spurious":
+        if set_pte(fx, cpu, fx.world.vma(task.vma), task) != "installed":
             cpu = drop_stale_tlb(fx, cpu, task.page)
         self._vma_end_read(fx, cpu, task.vma)
         return fault_done(fx, cpu)
@@ -180,7 +180,7 @@ class PerVmaPolicy(Policy):
     def fault_mm_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
         assert task.vma is not None
-        if set_pte(fx, cpu, fx.world.vma(task.vma), task) == "spurious":
+        if set_pte(fx, cpu, fx.world.vma(task.vma), task) != "installed":
             cpu = drop_stale_tlb(fx, cpu, task.page)
         fx.send("mmap_sem", "up_read")
         return fault_done(fx, cpu)

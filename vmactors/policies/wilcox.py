@@ -167,7 +167,7 @@ class WilcoxPolicy(Policy):
         if not self._attached(fx, task.vma):
             cpu = self._leave_rcu(fx, cpu)
             return self._retry(fx, cpu, f"vma {task.vma} detached")
-        if set_pte(fx, cpu, vma, task) == "spurious":
+        if set_pte(fx, cpu, vma, task) != "installed":
             cpu = drop_stale_tlb(fx, cpu, task.page)
         cpu = self._leave_rcu(fx, cpu)
         return fault_done(fx, cpu)
@@ -201,7 +201,7 @@ class WilcoxPolicy(Policy):
                 free_frame(fx, cpu, task.frame)
             put_vma(fx, cpu, task.vma, self.grace_period)
             return self._retry(fx, cpu, f"vma {task.vma} detached")
-        if set_pte(fx, cpu, vma, task) == "spurious":
+        if set_pte(fx, cpu, vma, task) != "installed":
             cpu = drop_stale_tlb(fx, cpu, task.page)
         put_vma(fx, cpu, task.vma, self.grace_period)
         return fault_done(fx, cpu)
