@@ -45,7 +45,7 @@ def _policy(text: str) -> str:
 
 RUN_EPILOG = """examples:
   vmactors run scenarios/mapfixed-two-readers.toml --policy wilcox --seed 3
-  vmactors run scenarios/munmap-concurrent-reader.toml --log run.jsonl
+  vmactors run scenarios/munmap-concurrent-fault.toml --log run.jsonl
 exit status: 0 clean run; 1 an invariant was violated, deadlock or step limit; 2 bad input"""
 
 EXPLORE_EPILOG = """examples:

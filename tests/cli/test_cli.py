@@ -251,8 +251,6 @@ def test_no_command_is_a_usage_error(vmcli) -> None:
     assert p.returncode == 2 and "usage" in p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `run --help` names scenarios/munmap-concurrent-reader.toml and "
-                   "`matrix --help` scenarios/munmap-zero-entry.toml; the library has neither")
 def test_help_examples_name_scenarios_that_exist(vmcli, h) -> None:
     """A user copies an example from --help: the library scenarios it names are there."""
     missing = []
