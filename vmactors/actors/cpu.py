@@ -56,6 +56,9 @@ class MapRequest:
     fill: int
     prot: str = "rw"
     at: int | None = None
+    #: pervma: the VMA is write-locked from the moment it enters the tree until the
+    #: writer's mmap_write_unlock ("always lock new vma before inserting").
+    write_locked: bool = False
 
 
 @attrs.frozen(cache_hash=True)

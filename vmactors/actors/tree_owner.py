@@ -36,7 +36,7 @@ class TreeOwnerState:
 def new_vma(world: World, req: MapRequest, start: int) -> Vma:
     owner = f"file:{req.file}" if req.kind == "file" else f"anon:{req.vma}"
     return Vma(id=req.vma, start=start, end=start + req.pages * PAGE_SIZE, kind=req.kind, owner=owner,
-               file=req.file, fill=req.fill, prot=req.prot)
+               file=req.file, fill=req.fill, prot=req.prot, write_locked=req.write_locked)
 
 
 def store(fx: Effects, start: int, end: int, entry: object) -> None:

@@ -17,6 +17,9 @@ Kernel sources modelled (torvalds/linux):
   write-locked and detached, the tree range cleared, then `mmap_write_downgrade()`,
   and the zap (`unmap_region`), TLB flush and frees run under the read lock;
   `vm_area_free()` frees the VMA RCU-safely.
+- `mm/vma.c` `__mmap_region()` / `vma_link()`: a new VMA is write-locked before it
+  enters the tree ("mm: always lock new vma before inserting into vma tree", 2023),
+  so a fault that finds it before the writer unlocks falls back and waits.
 - `mm/vma.c` `__mmap_region()` with MAP_FIXED over a live range: the old VMAs are
   write-locked and detached and their PTEs zapped and flushed
   (`vms_clean_up_area`) while they are still in the tree; then the new VMA is
@@ -233,7 +236,9 @@ class PerVmaPolicy(Policy):
         return self._lock_for_write(fx, cpu, "insert")
 
     def mmap_insert(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        fx.send("tree", "mmap", arg=syscall_task(cpu).request)
+        request = syscall_task(cpu).request
+        assert request is not None
+        fx.send("tree", "mmap", arg=attrs.evolve(request, write_locked=True))
         return wait(cpu, "done", "tree_done")
 
     def mmap_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
@@ -311,7 +316,8 @@ class PerVmaPolicy(Policy):
         task = syscall_task(cpu)
         for fid in task.frames:
             free_frame(fx, cpu, fid)
-        fx.send("tree", "store_vma", task.start, task.pages, arg=task.request)
+        assert task.request is not None
+        fx.send("tree", "store_vma", task.start, task.pages, arg=attrs.evolve(task.request, write_locked=True))
         return wait(cpu, "done", "tree_done", frames=())
 
     def mmap_fixed_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
