@@ -22,8 +22,9 @@ A test reads like a litmus test: the setup, the interleaving, the expected outco
 Stepping by hand: `step()` takes choice 0 (the actor that ran last goes on),
 `step("cpu1")` the first enabled step of cpu1, `deliver("ipi", to="cpu0")` the
 delivery of the IPI waiting at the head of a channel to cpu0, and `run_until(...)`
-/ `run_until_message(...)` step (choice 0, or only the actors named in `only=`)
-until an event is logged or a message is in flight. `sim.choices` replays the run
+/ `run_until_message(...)` step (choice 0, or with `only="cpu1"` only steps on
+cpu1's behalf, the messages it caused included) until an event is logged or a
+message is in flight. `sim.choices` replays the run
 with `vm.run(s, policy, choices=sim.choices)`.
 
 Hypothesis strategies for property tests: `choice_lists()` and `small_scenarios()`
@@ -230,6 +231,8 @@ class Sim:
         self.policy = self._run.policy.name
         self._read = 0
         self._events: list[Event] = []
+        #: msg_id -> the actor whose spontaneous step started its causal chain.
+        self._origin: dict[int, str] = {}
         self._pull()
         self.result: Result | None = None
 
@@ -291,6 +294,16 @@ class Sim:
         self._read += len(data)
         new = _parse_lines(data)
         self._events.extend(new)
+        for ev in new:
+            if ev["event"] == "msg.send":
+                # Who started the chain of messages this one belongs to: a
+                # spontaneous step's actor (for a lock grant, the CPU granted).
+                cause = ev["cause"]
+                if cause is not None and cause in self._origin:
+                    origin = self._origin[cause]
+                else:
+                    origin = ev["dst"] if ev["src"] == "mmap_sem" else ev["src"]
+                self._origin[ev["msg_id"]] = origin
         return new
 
     def _check_open(self) -> None:
@@ -341,6 +354,20 @@ class Sim:
         raise SimError(f"no {kind!r} message to {to} is in flight; in flight: "
                        f"{[(m['src'], m['dst'], m['kind']) for m in self.pending()]}")
 
+    def _belongs(self, step: Step, names: set[str]) -> bool:
+        """Whether `step` is on behalf of one of `names`: its own step, the delivery
+        of a message one of their steps caused (transitively), or mmap_sem granting
+        one of them the lock."""
+        if step.actor in names:
+            return True
+        if step.channel is not None:
+            msg = self._run.system.channels[step.channel][0]
+            return self._origin.get(msg.msg_id, msg.src) in names
+        if step.actor == "mmap_sem":
+            cpu, _ = self._run.system.rwsem.grantable()[step.grant]
+            return f"cpu{cpu}" in names
+        return False
+
     def _choose(self, only: str | Iterable[str] | None) -> int | None:
         steps = self._run.enabled()
         if not steps:
@@ -349,14 +376,17 @@ class Sim:
             return 0
         names = {only} if isinstance(only, str) else set(only)
         for i, s in enumerate(steps):
-            if s.actor in names:
+            if self._belongs(s, names):
                 return i
         return None
 
     def run_until(self, event: str | None = None, *, only: str | Iterable[str] | None = None,
                   limit: int = 10_000, **fields: Any) -> Event:
-        """Step (choice 0, or the first enabled step of an actor in `only`) until a
-        step logs an event matching `event` and `fields`; return that event."""
+        """Step until a step logs an event matching `event` and `fields`; return
+        that event. Each step is choice 0, or with `only` (an actor name or several)
+        the first enabled step on their behalf: their own steps, deliveries of
+        messages their steps caused (transitively: the tree owner's reply, a
+        shootdown's IPIs and acks), and mmap_sem granting them the lock."""
         self._check_open()
         for _ in range(limit):
             i = self._choose(only)
@@ -370,8 +400,9 @@ class Sim:
 
     def run_until_message(self, kind: str, *, to: str | None = None, src: str | None = None,
                           only: str | Iterable[str] | None = None, limit: int = 10_000) -> Event:
-        """Step until a message of `kind` (to `to`, from `src`) is in flight, without
-        delivering it; return it (`kind`, `src`, `dst`, `addr`, `pages`, `msg_id`)."""
+        """Step (as `run_until`) until a message of `kind` (to `to`, from `src`) is
+        in flight, without delivering it; return it (`kind`, `src`, `dst`, `addr`,
+        `pages`, `msg_id`)."""
         self._check_open()
         for _ in range(limit + 1):
             got = self.pending(kind=kind, to=to, src=src)
@@ -504,23 +535,38 @@ class VM:
         """Run once: seeded (`strategy` random by default, or "pct") or replaying
         `choices` (`wrap=True`: out-of-range choices wrap around instead of failing).
         `runtime="trio"` runs the actors as Trio tasks; the log is the same."""
+        if runtime not in ("direct", "trio"):
+            raise UsageError(f"runtime must be 'direct' or 'trio', not {runtime!r}")
         scenario = self._resolve(s)
         strat, used_seed = _strategy(strategy, seed, choices, wrap, depth)
         buf = io.BytesIO()
         log_seed = used_seed if used_seed is not None else 0
         if runtime == "direct":
             result = Run(scenario, policy, strat, log_seed, buf, max_steps).run()
-        elif runtime == "trio":
+        else:
             import trio
 
             from .sim.trio_runtime import run_trio
 
             result = trio.run(run_trio, scenario, policy, strat, log_seed, buf, max_steps)
-        else:
-            raise UsageError(f"runtime must be 'direct' or 'trio', not {runtime!r}")
-        out = Result(scenario, policy, result, buf.getvalue(), seed=used_seed, runtime=runtime)
-        self.runs.append(out)
-        return out
+        return self._keep(Result(scenario, policy, result, buf.getvalue(), seed=used_seed, runtime=runtime))
+
+    async def run_trio(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *, seed: int = 0,
+                       choices: Sequence[int] | None = None, strategy: str | None = None, depth: int = 3,
+                       wrap: bool = False, max_steps: int = DEFAULT_MAX_STEPS) -> Result:
+        """As `run(..., runtime="trio")`, from inside a running Trio loop (an async
+        test under pytest-trio): `r = await vm.run_trio(s, "wilcox", seed=3)`."""
+        from .sim.trio_runtime import run_trio
+
+        scenario = self._resolve(s)
+        strat, used_seed = _strategy(strategy, seed, choices, wrap, depth)
+        buf = io.BytesIO()
+        result = await run_trio(scenario, policy, strat, used_seed if used_seed is not None else 0, buf, max_steps)
+        return self._keep(Result(scenario, policy, result, buf.getvalue(), seed=used_seed, runtime="trio"))
+
+    def _keep(self, result: Result) -> Result:
+        self.runs.append(result)
+        return result
 
     def start(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
               max_steps: int = DEFAULT_MAX_STEPS) -> Sim:
