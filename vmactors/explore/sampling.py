@@ -30,8 +30,9 @@ def sample_runs(scenario: Scenario, policy: str, strategy: str, seed: int, indic
                 depth: int = 3, max_steps: int = 100_000,
                 progress: Callable[[int], None] | None = None) -> list[RunSummary]:
     out: list[RunSummary] = []
+    k = run_length(scenario, policy, max_steps) if strategy == "pct" else 200
     for n, i in enumerate(indices):
-        run = Run(scenario, policy, make(strategy, run_seed(seed, i), depth=depth), run_seed(seed, i),
+        run = Run(scenario, policy, make(strategy, run_seed(seed, i), depth=depth, k=k), run_seed(seed, i),
                   None, max_steps)
         result = run.run()
         held = evaluate(scenario.exists, reg_map(result.regs), run.labels) if scenario.exists else None
@@ -43,6 +44,12 @@ def sample_runs(scenario: Scenario, policy: str, strategy: str, seed: int, indic
         if progress is not None:
             progress(n + 1)
     return out
+
+
+def run_length(scenario: Scenario, policy: str, max_steps: int = 100_000) -> int:
+    """PCT's k: the number of steps of the run that never preempts (all choices 0),
+    so its d-1 change points fall inside a run rather than past its end."""
+    return max(1, Run(scenario, policy, make("replay", 0), 0, None, max_steps).run().steps)
 
 
 def shrink(scenario: Scenario, policy: str, invariant: str, choices: tuple[int, ...],

@@ -118,9 +118,9 @@ class Run:
     def enabled(self) -> list[Step]:
         return enabled(self.system, self.program, self.policy)
 
-    def take(self, index: int) -> StepResult:
-        """Take the `index`-th enabled step."""
-        step = self.enabled()[index]
+    def take(self, index: int, steps: list[Step] | None = None) -> StepResult:
+        """Take the `index`-th enabled step (`steps`: the enabled list, if known)."""
+        step = (steps if steps is not None else self.enabled())[index]
         result = apply(self.system, step, self.program, self.policy)
         self.commit(index, step, result)
         return result
@@ -152,7 +152,7 @@ class Run:
             if self.system.step >= self.max_steps:
                 self.ended = "step-limit"
                 break
-            self.take(self.strategy.choose(steps, self.system.step + 1))
+            self.take(self.strategy.choose(steps, self.system.step + 1), steps)
         return self.finish()
 
     def finish(self) -> RunResult:

@@ -84,11 +84,11 @@ class ReplayStrategy:
         return c
 
 
-def make(name: str, seed: int, depth: int = 3, choices: Sequence[int] = ()) -> Strategy:
+def make(name: str, seed: int, depth: int = 3, choices: Sequence[int] = (), k: int = 200) -> Strategy:
     if name == "random":
         return RandomStrategy(seed)
     if name == "pct":
-        return PctStrategy(seed, depth)
+        return PctStrategy(seed, depth, k)
     if name == "replay":
         return ReplayStrategy(choices)
     raise ValueError(f"unknown strategy {name!r}")

@@ -12,6 +12,7 @@ picks.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable
 
 import attrs
@@ -64,7 +65,13 @@ class System:
     clocks: immutables.Map[str, int] = attrs.field(default=immutables.Map(), eq=False)
 
     def actor_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.cpus) + SERVICE_ACTORS
+        return actor_names(len(self.cpus))
+
+
+@functools.lru_cache(maxsize=None)
+def actor_names(ncpus: int) -> tuple[str, ...]:
+    """cpu0 … cpuN-1, then the service actors: the fixed actor order."""
+    return tuple(f"cpu{i}" for i in range(ncpus)) + SERVICE_ACTORS
 
 
 @attrs.frozen
