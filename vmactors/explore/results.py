@@ -110,13 +110,17 @@ def render_table(e: Exploration) -> str:
     if e.interrupted:
         how += ", interrupted"
     if e.exists is not None:
+        seen = {"never": "not seen", "sometimes": "seen sometimes", "always": "seen always"}[e.exists]
         if e.strategy == "exhaustive" and e.complete:
             lines.append(f"Exists: {e.exists} — {how}")
+        elif e.strategy == "exhaustive":
+            lines.append(f"Exists: {seen} so far — {how}")
         else:
-            seen = {"never": "not seen", "sometimes": "seen sometimes", "always": "seen always"}[e.exists]
             lines.append(f"Exists: {seen} in {how}")
     else:
         lines.append(f"Explored: {how}")
+    if e.strategy == "exhaustive" and not e.complete and e.cut and "max-states" in e.cut:
+        lines.append("Hint: raise --max-states, or sample instead: --strategy pct --runs 10000 --jobs 2")
     if e.findings:
         lines.append("Violations:")
         for f in e.findings:
