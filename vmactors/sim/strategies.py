@@ -31,13 +31,13 @@ class RandomStrategy:
 
 
 class PctStrategy:
-    """PCT (Burckhardt et al., ASPLOS 2010): random distinct priorities, the
-    highest-priority enabled step runs; at d-1 random change points (steps drawn from
-    1..k) the running one's priority drops below all others.
+    """PCT (Burckhardt et al., ASPLOS 2010): random distinct actor priorities, the
+    highest-priority actor with an enabled step runs; at d-1 random change points
+    (steps drawn from 1..k) the running actor's priority drops below all others.
 
-    The prioritised "threads" are an actor's own steps and, separately, each channel
-    into it: an IPI to a CPU has a priority of its own, so PCT can deliver it before
-    the CPU's next op (the window where stale TLB entries bite)."""
+    An actor may have several enabled steps (a CPU's next op and an IPI waiting for
+    it): PCT picks among them at random, so an IPI can come before the CPU's next op
+    (the window where stale TLB entries bite) without costing a change point."""
 
     name = "pct"
 
@@ -49,23 +49,23 @@ class PctStrategy:
         self._changes = sorted(self._rng.sample(range(1, self._k + 1), min(depth - 1, self._k))) if depth > 1 else []
         self._low = 0.0
 
-    @staticmethod
-    def _thread(step: Step) -> str:
-        return step.actor if step.channel is None else f"{step.channel[0]}->{step.channel[1]}"
+    def _priority(self, actor: str) -> float:
+        if actor not in self._prio:
+            self._prio[actor] = 1.0 + self._rng.random()
+        return self._prio[actor]
 
-    def _priority(self, thread: str) -> float:
-        if thread not in self._prio:
-            self._prio[thread] = 1.0 + self._rng.random()
-        return self._prio[thread]
+    def _best(self, steps: Sequence[Step]) -> str:
+        return max((s.actor for s in steps), key=self._priority)
 
     def choose(self, steps: Sequence[Step], step_no: int) -> int:
-        best = max(range(len(steps)), key=lambda i: (self._priority(self._thread(steps[i])), -i))
+        actor = self._best(steps)
         if self._changes and step_no >= self._changes[0]:
             self._changes.pop(0)
             self._low -= 1.0
-            self._prio[self._thread(steps[best])] = self._low
-            best = max(range(len(steps)), key=lambda i: (self._priority(self._thread(steps[i])), -i))
-        return best
+            self._prio[actor] = self._low
+            actor = self._best(steps)
+        mine = [i for i, s in enumerate(steps) if s.actor == actor]
+        return mine[0] if len(mine) == 1 else mine[self._rng.randrange(len(mine))]
 
 
 class ReplayStrategy:
