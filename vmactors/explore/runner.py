@@ -122,30 +122,30 @@ def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tu
                 for p in policies:
                     summaries: list[RunSummary] = []
                     update = bar.task(f"{scenario.name} [{p}] {opts.strategy} runs", opts.runs)
+                    done: dict[int, list[RunSummary]] = {}
                     try:
                         if pool is None:
-                            summaries = sample_runs(scenario, p, opts.strategy, opts.seed, range(opts.runs),
-                                                    opts.depth, opts.max_steps, progress=lambda n: update(n))
+                            sample_runs(scenario, p, opts.strategy, opts.seed, range(opts.runs), opts.depth,
+                                        opts.max_steps, progress=lambda n: update(n), sink=summaries)
                         else:
                             futs2 = {pool.submit(sample_runs, scenario, p, opts.strategy, opts.seed, b,
                                                  opts.depth, opts.max_steps): b for b in _batches(opts.runs, opts.jobs)}
-                            done: dict[int, list[RunSummary]] = {}
                             for fut in _as_done(futs2):
                                 done[futs2[fut].start] = fut.result()
                                 update(advance=len(futs2[fut]))
-                            summaries = [s for k in sorted(done) for s in done[k]]
                     except KeyboardInterrupt:
                         interrupted = True
+                        _stop(pool, stack)
+                        pool = None
+                    if done:
+                        # What finished, in run order, so --jobs does not change the result.
+                        summaries = [s for k in sorted(done) for s in done[k]]
                     results[p] = aggregate(scenario, p, opts.strategy, summaries, interrupted)
                     if interrupted:
                         break
         except KeyboardInterrupt:
             interrupted = True
-            if pool is not None:
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
-                stack.pop_all()
+            _stop(pool, stack)
     out = []
     for p in policies:
         if p not in results:
@@ -157,6 +157,17 @@ def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tu
             e = attrs.evolve(e, interrupted=True, complete=False)
         out.append(e)
     return out, interrupted
+
+
+def _stop(pool: ProcessPoolExecutor | None, stack: ExitStack) -> None:
+    """Ctrl-C: stop the workers now (they ignore SIGINT) rather than letting the pool
+    finish the queued batches on its way out."""
+    if pool is None:
+        return
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    stack.pop_all()
 
 
 def _as_done(futs: dict[Future, Any]) -> Iterator[Future]:

@@ -28,8 +28,11 @@ RunSummary = tuple[tuple[tuple[str, object], ...], str, "bool | None", dict[str,
 
 def sample_runs(scenario: Scenario, policy: str, strategy: str, seed: int, indices: Sequence[int],
                 depth: int = 3, max_steps: int = 100_000,
-                progress: Callable[[int], None] | None = None) -> list[RunSummary]:
-    out: list[RunSummary] = []
+                progress: Callable[[int], None] | None = None,
+                sink: list[RunSummary] | None = None) -> list[RunSummary]:
+    """Run the sampling runs `indices`; each run's summary is appended to `sink` (a
+    fresh list if None) as soon as it ends, so an interrupted sampling keeps them."""
+    out: list[RunSummary] = [] if sink is None else sink
     k = run_length(scenario, policy, max_steps) if strategy == "pct" else 200
     for n, i in enumerate(indices):
         run = Run(scenario, policy, make(strategy, run_seed(seed, i), depth=depth, k=k), run_seed(seed, i),
