@@ -260,3 +260,25 @@ def test_help_examples_name_scenarios_that_exist(vmcli, h) -> None:
             if not (h.ROOT / path).exists():
                 missing.append(f"{command}: {path}")
     assert missing == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_explore_and_reports_what_finished(h, jobs) -> None:
+    """DESIGN §7: explore exits 1 only if interrupted; Ctrl-C stops the workers and
+    prints what was explored so far."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmactors", "explore", str(h.ROOT / "scenarios/munmap-zero-entry.toml"),
+         "--strategy", "random", "--runs", "1000000", "--jobs", jobs],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=h.ROOT,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "interrupted" in out
+    assert "random runs" in out
