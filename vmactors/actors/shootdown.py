@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 
 from .messages import Effects, Message
@@ -35,7 +37,7 @@ def handle(state: ShootdownState, fx: Effects, msg: Message, ncpus: int) -> Shoo
             fx.emit("ipi.send", cpu=c, addr=msg.addr, pages=msg.pages)
         return attrs.evolve(state, pending=state.pending + ((token, others),))
     if msg.kind == "ack":
-        token = msg.arg
+        token = cast(tuple[int, int, int], msg.arg)
         acker = int(msg.src[3:])
         pending = []
         for tok, waiting in state.pending:

@@ -15,6 +15,8 @@ the owner by message and get `tree_done` back.
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 
 from ..mm.layout import PAGE_SIZE
@@ -84,7 +86,7 @@ def handle(state: TreeOwnerState, fx: Effects, msg: Message) -> TreeOwnerState:
     start, end = msg.addr, msg.addr + msg.pages * PAGE_SIZE
     old = fx.world.tree.vma_ids(start, end)
     if kind in ("map_fixed", "store_vma"):
-        req, fence = msg.arg if kind == "map_fixed" else (msg.arg, False)  # type: ignore[misc]
+        req, fence = cast(tuple[object, bool], msg.arg if kind == "map_fixed" else (msg.arg, False))
         assert isinstance(req, MapRequest)
         if kind == "map_fixed":
             _writer(fx, cpu, start, end)
@@ -95,21 +97,21 @@ def handle(state: TreeOwnerState, fx: Effects, msg: Message) -> TreeOwnerState:
         store(fx, start, end, vma.id)
         reply: tuple[object, ...] = old if kind == "map_fixed" else ()
     elif kind == "unmap":
-        entry, fence = msg.arg  # type: ignore[misc]
+        entry, fence = cast(tuple[str, bool], msg.arg)
         _writer(fx, cpu, start, end)
         if fence:
             _fence(fx, cpu, start, end)
         store(fx, start, end, ZERO if entry == "zero" else None)
         reply = old
     elif kind == "clear_zero":
-        for s, e, entry in list(fx.world.tree.items(start, end)):
-            if entry is ZERO:
+        for s, e, stored in list(fx.world.tree.items(start, end)):
+            if stored is ZERO:
                 store(fx, s, e, None)
         if msg.arg is False:
             return attrs.evolve(state, version=state.version + 1)
         reply = ()
     elif kind == "protect":
-        prot, copy_id = msg.arg  # type: ignore[misc]
+        prot, copy_id = cast(tuple[str, str | None], msg.arg)
         _writer(fx, cpu, start, end)
         for vid in old:
             vma = fx.world.vma(vid)

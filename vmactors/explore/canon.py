@@ -15,7 +15,7 @@ same whatever the interleaving.
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Hashable, TypeVar
 
 import attrs
 import immutables
@@ -23,6 +23,9 @@ import immutables
 from ..actors.cpu import FaultTask, SyscallTask
 from ..mm.frames import FrameTable
 from ..sim.system import System
+
+#: A CPU's `task` (either kind) or its `tail` (a syscall only): renaming frames keeps the type.
+_Task = TypeVar("_Task", bound=FaultTask | SyscallTask | None)
 
 
 def frame_order(system: System) -> list[int]:
@@ -79,7 +82,7 @@ def rename_frames(system: System, ren: dict[int, int]) -> System:
         frames=new_table,
     )
 
-    def task(t: FaultTask | SyscallTask | None) -> FaultTask | SyscallTask | None:
+    def task(t: _Task) -> _Task:
         if isinstance(t, FaultTask) and t.frame is not None:
             return attrs.evolve(t, frame=ren[t.frame])
         if isinstance(t, SyscallTask) and t.frames:

@@ -146,8 +146,8 @@ def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None)
             pending.drawn = pending.drawn or filt.matches(ev)
         elif name == "invariant.violated" and filt.matches(ev):
             cpu = ev.get("cpu")
-            actors = (f"cpu{cpu}",) if isinstance(cpu, int) and not isinstance(cpu, bool) else ()
-            notes.append(Note(ev["step"], actors, str(ev.get("invariant", "?")), str(ev.get("detail", "") or "")))
+            note_actors: tuple[str, ...] = (f"cpu{cpu}",) if isinstance(cpu, int) and not isinstance(cpu, bool) else ()
+            notes.append(Note(ev["step"], note_actors, str(ev.get("invariant", "?")), str(ev.get("detail", "") or "")))
     messages = []
     for msg_id in order:
         p = sends[msg_id]

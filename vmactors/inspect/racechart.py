@@ -51,8 +51,8 @@ from vmactors.inspect.reader import Record
 
 GAP = 4  # spaces between columns
 
-# (lock, mode) -> (acquire, release) call names
-_LOCK_CALLS = {
+# (lock, mode) -> (acquire, release) call names; looked up with the log's values, which may be None
+_LOCK_CALLS: dict[tuple[object, object], tuple[str, str]] = {
     ("mmap_sem", "read"): ("down_read(mmap_sem)", "up_read(mmap_sem)"),
     ("mmap_sem", "write"): ("down_write(mmap_sem)", "up_write(mmap_sem)"),
     ("vma", "read"): ("vma_start_read({vma})", "vma_end_read({vma})"),

@@ -6,7 +6,7 @@ events into dicts only then.
 
 from __future__ import annotations
 
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping, MutableMapping
 
 import attrs
 import orjson
@@ -19,7 +19,7 @@ HEAD = ("step", "vtime_ns", "actor", "event", "cpu", "addr", "pages", "frame", "
         "msg_id", "src", "dst", "kind", "cause")
 
 
-def order_keys(event_dict: dict[str, Any]) -> dict[str, Any]:
+def order_keys(event_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The schema's head keys first, the rest as given."""
     out = {k: event_dict[k] for k in HEAD if k in event_dict}
     out.update(event_dict)  # keys already placed keep their place
@@ -34,7 +34,7 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
-def render_line(_logger: Any, _method: str, event_dict: dict[str, Any]) -> bytes:
+def render_line(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> bytes:
     """structlog's last processor: one JSON line, keys in schema order."""
     return orjson.dumps(order_keys(event_dict), default=_default) + b"\n"
 

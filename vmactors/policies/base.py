@@ -9,7 +9,7 @@ and the docs print — the same names the code dispatches on.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -60,13 +60,13 @@ class Policy:
 # --- building blocks -------------------------------------------------------------
 
 
-def wait(cpu: CpuState, phase: str, waiting: str, **changes: object) -> CpuState:
+def wait(cpu: CpuState, phase: str, waiting: str, **changes: Any) -> CpuState:
     """Block the CPU's task until a `waiting` message arrives, then run `phase`."""
     assert cpu.task is not None
     return attrs.evolve(cpu, task=attrs.evolve(cpu.task, phase=phase, waiting=waiting, **changes))
 
 
-def goto(cpu: CpuState, phase: str, **changes: object) -> CpuState:
+def goto(cpu: CpuState, phase: str, **changes: Any) -> CpuState:
     """Make `phase` the task's next step (runnable)."""
     assert cpu.task is not None
     return attrs.evolve(cpu, task=attrs.evolve(cpu.task, phase=phase, waiting=None, **changes))

@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import attrs
@@ -357,11 +357,11 @@ class _Parser:
         if "expect" in data:
             tables.append((self.at_key("expect") or (0, 0), "expect", None, data["expect"]))
         tables.sort(key=lambda t: t[0])
-        for _, table, i, raw in tables:
+        for _, table, index, raw in tables:
             if table == "expect":
                 self.check_expect_keys(raw)
             else:
-                self.check_table_keys(table, i or 0, raw)
+                self.check_table_keys(table, index or 0, raw)
 
     def misplaced(self, key: str, where: str) -> str:
         return (
@@ -663,7 +663,7 @@ class _Parser:
             unknown()
         return op
 
-    def parse_addr(self, toks: list[str], j: int, bad: Any) -> tuple[Addr, int]:
+    def parse_addr(self, toks: list[str], j: int, bad: Callable[[str], NoReturn]) -> tuple[Addr, int]:
         word = toks[j]
         number = _number(word)
         if number is not None:
@@ -689,7 +689,16 @@ class _Parser:
             return Addr(word, offset), j + 3
         return Addr(word, 0), j + 1
 
-    def parse_mmap_args(self, op: _RawOp, toks: list[str], j: int, unknown: Any, bad: Any, *, fixed: bool) -> None:
+    def parse_mmap_args(
+        self,
+        op: _RawOp,
+        toks: list[str],
+        j: int,
+        unknown: Callable[[str], NoReturn],
+        bad: Callable[[str], NoReturn],
+        *,
+        fixed: bool,
+    ) -> None:
         keywords = ("kind", "file", "fill") if fixed else ("kind", "file", "fill", "at")
         takes = "PAGES, " + ", ".join(f"{kw}=" for kw in keywords)
         seen: set[str] = set()
@@ -976,7 +985,7 @@ class _Parser:
                         "(known keys: exists, violations)",
                         self.at_key(*here, key),
                     )
-            verdict: str | None = None
+            exists_verdict: str | None = None
             if "exists" in value:
                 if not has_exists:
                     self.fail(
@@ -984,7 +993,7 @@ class _Parser:
                         "give only violations",
                         self.at_key(*here, "exists"),
                     )
-                verdict = self.want_choice(value["exists"], here + ("exists",), f"exists of [expect] {policy}", VERDICTS)
+                exists_verdict = self.want_choice(value["exists"], here + ("exists",), f"exists of [expect] {policy}", VERDICTS)
             # With an exists clause but no verdict here, the entry speaks only
             # of violations: Expectation.exists stays None (not checked).
             names = value.get("violations", [])
@@ -1002,7 +1011,7 @@ class _Parser:
                         f"(known invariants: {', '.join(INVARIANT_NAMES)})",
                         self.at_key(*here, "violations", j),
                     )
-            out.append((policy, Expectation(exists=verdict, violations=frozenset(names))))  # type: ignore[arg-type]
+            out.append((policy, Expectation(exists=exists_verdict, violations=frozenset(names))))  # type: ignore[arg-type]
         return tuple(out)
 
 

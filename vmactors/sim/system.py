@@ -199,13 +199,12 @@ def waiting(system: System, program: Program) -> dict[str, str]:
             out[c.name] = w
         elif not cpu_actor.finished(c, program) and not cpu_actor.runnable(c, program):
             out[c.name] = "nothing it can do"
-    for name, fn, state in (
-        ("shootdown", shootdown_actor.waiting_for, system.shootdown),
-        ("rcu", rcu_actor.waiting_for, system.rcu),
-    ):
-        w = fn(state)  # type: ignore[operator]
-        if w is not None:
-            out[name] = w
+    w = shootdown_actor.waiting_for(system.shootdown)
+    if w is not None:
+        out["shootdown"] = w
+    w = rcu_actor.waiting_for(system.rcu)
+    if w is not None:
+        out["rcu"] = w
     if system.rwsem.waiters:
         holders = [f"cpu{c} (read)" for c in sorted(system.rwsem.readers)]
         if system.rwsem.writer is not None:
