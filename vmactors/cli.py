@@ -6,11 +6,11 @@ Exit status: 2 on bad input or usage for every command; see each command's help.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-import orjson
 
 from .errors import UsageError
 from .policies import ABLATIONS, MAIN_POLICIES, POLICY_NAMES
@@ -254,7 +254,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if args.json:
         docs = [e.to_json() for e in explorations]
         out = docs[0] if len(policies) == 1 and docs else docs
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        # The standard json module: interleaving counts are exact and may exceed 64 bits.
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         print("\n\n".join(render_table(e) for e in explorations))
         if len(explorations) > 1:

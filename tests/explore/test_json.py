@@ -146,3 +146,24 @@ def test_no_exists_clause_gives_null(vmcli, tmp_path) -> None:
 def test_an_incomplete_exploration_says_so(vmcli, scen) -> None:
     doc = explore_json(vmcli, scen, "--policy", "wilcox", "--max-states", "10")
     assert doc["complete"] is False
+
+
+def test_counts_beyond_64_bits_are_exact_json_integers(tmp_path) -> None:
+    """Interleaving counts are exact big integers (DESIGN §3); --json must print them
+    as JSON integers even past 2**64."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.toml"
+    # Three threads of 16 TLB-hitting loads each: 48! / (16!)^3, about 2e21 interleavings.
+    threads = "".join(
+        "[[thread]]\nops = [" + ", ".join(f'"r{i} = load A"' for i in range(16)) + "]\n" for _ in range(3)
+    )
+    path.write_text('name = "big"\n[[map]]\nname = "A"\nprefault = [0, 1, 2]\n' + threads)
+    p = subprocess.run([sys.executable, "-m", "vmactors", "explore", str(path), "--json", "--save", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["complete"] and doc["runs"] == sum(s["count"] for s in doc["states"])
+    assert doc["runs"] > 2**64
