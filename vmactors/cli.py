@@ -280,10 +280,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from .explore.check import scenario_files
     from .explore.matrix import matrix
+    from .explore.runner import ProgressBar, stderr_is_tty
 
-    print(matrix(args.paths, args.policies or list(MAIN_POLICIES), jobs=args.jobs, markdown=args.markdown,
-                 max_states=args.max_states))
+    policies = args.policies or list(MAIN_POLICIES)
+    cells = len(scenario_files(args.paths)) * len(policies)
+    with ProgressBar(stderr_is_tty()) as bar:
+        advance = bar.task("scenario x policy", cells)
+        table = matrix(args.paths, policies, jobs=args.jobs, markdown=args.markdown, max_states=args.max_states,
+                       progress=lambda: advance(advance=1))
+    print(table)
     return 0
 
 

@@ -33,8 +33,8 @@ class ExploreOptions:
     progress: bool = False
 
 
-class _Bar:
-    """A rich progress bar on stderr, or nothing."""
+class ProgressBar:
+    """A rich progress bar on stderr when it is a terminal, else nothing."""
 
     def __init__(self, enabled: bool) -> None:
         self._progress: Any = None
@@ -46,7 +46,7 @@ class _Bar:
                                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=True)
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> "ProgressBar":
         if self._progress is not None:
             self._progress.__enter__()
         return self
@@ -94,7 +94,7 @@ def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tu
     given) and whether the user interrupted."""
     results: dict[str, tuple[Exploration, dict[str, tuple[int, ...]]]] = {}
     interrupted = False
-    with _Bar(opts.progress) as bar, ExitStack() as stack:
+    with ProgressBar(opts.progress) as bar, ExitStack() as stack:
         pool = None
         if opts.jobs > 1:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=opts.jobs, initializer=_ignore_sigint))
