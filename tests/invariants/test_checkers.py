@@ -81,6 +81,16 @@ def test_coherence_a_tlb_and_the_pte(base) -> None:
     assert "the PTE" in v[0].detail and "cpu0's TLB" in v[0].detail
 
 
+def test_coherence_needs_someone_to_reach_the_pte(base) -> None:
+    """Every CPU's TLB still maps the old frame: nobody walks to the new PTE yet, so
+    no two CPUs reach different frames (the flush that follows is what matters)."""
+    system, a, _ = base
+    frames, other = system.world.frames.alloc("anon:X:0", 0)
+    pte = attrs.evolve(system.world.ptes[a], frame=other)
+    after = with_world(system, frames=frames, ptes=system.world.ptes.set(a, pte))
+    assert check_step(system, step(after, ("pte.install", {"cpu": 1, "addr": a, "pages": 1}))) == []
+
+
 def test_frame_uaf_a_freed_frame(base) -> None:
     system, a, _ = base
     entry = system.cpus[0].tlb[a]

@@ -102,14 +102,21 @@ def _frame_uaf(before: System, cpu: int, page: int, entry: Pte) -> Iterable[Viol
 
 
 def _coherence(system: System, page: int) -> Iterable[Violation]:
+    """What each CPU reaches for `page` right now: its TLB entry, else (by a page
+    walk) the PTE. Two CPUs reaching different frames is Glisse's violation; a PTE
+    that every CPU's TLB hides is reached by nobody."""
     seen: dict[int, list[str]] = {}
     pte = system.world.ptes.get(page)
-    if pte is not None:
-        seen.setdefault(pte.frame, []).append("the PTE")
+    walkers = []
     for c in system.cpus:
         e = c.tlb.get(page)
         if e is not None:
             seen.setdefault(e.frame, []).append(f"cpu{c.id}'s TLB")
+        elif pte is not None:
+            walkers.append(f"cpu{c.id}")
+    if walkers:
+        assert pte is not None
+        seen.setdefault(pte.frame, []).append("the PTE")
     if len(seen) < 2:
         return ()
     parts = "; ".join(f"{', '.join(who)} -> frame {f}" for f, who in sorted(seen.items()))
