@@ -41,14 +41,16 @@ def test_a_grace_period_frees_the_vma_only_at_its_end() -> None:
     world = world_with("A")
     s, fx = deliver(RcuState(), world, Message("call_rcu", "cpu1", "rcu", arg="A"), ncpus=3)
     assert names(fx) == ["rcu.gp.start"]
-    assert sorted(m.dst for m in fx.out if m.kind == "qs_request") == ["cpu0", "cpu1", "cpu2"]
+    # The CPUs are asked in turn: cpu0 first, the next one after each answer.
+    assert [m.dst for m in fx.out if m.kind == "qs_request"] == ["cpu0"]
     assert fx.world.vma("A").state == "detached"
-    for cpu in (2, 0):
+    for cpu, asked_next in ((0, "cpu1"), (1, "cpu2")):
         s, fx = deliver(s, fx.world, qs(cpu), ncpus=3)
         assert names(fx) == ["rcu.qs"]
+        assert [m.dst for m in fx.out if m.kind == "qs_request"] == [asked_next]
         assert fx.world.vma("A").state == "detached"
-        assert "cpu1" in (rcu.waiting_for(s) or "")
-    s, fx = deliver(s, fx.world, qs(1), ncpus=3)
+        assert "cpu2" in (rcu.waiting_for(s) or "")
+    s, fx = deliver(s, fx.world, qs(2), ncpus=3)
     assert names(fx) == ["rcu.qs", "rcu.gp.end", "vma.free"]
     assert fx.world.vma("A").state == "freed"
     assert s.waiting is None and rcu.waiting_for(s) is None
@@ -102,17 +104,24 @@ def test_the_grace_period_waits_for_the_reader_end_to_end() -> None:
     cpus = {0: rcu_read_lock(CpuState(id=0)), 1: CpuState(id=1)}
     s, fx = deliver(RcuState(), world, Message("call_rcu", "cpu1", "rcu", arg="A"), ncpus=2)
     world = fx.world
-    answers = []
-    for req in fx.out:
-        c = int(req.dst[3:])
-        cfx = Effects(world, req.dst)
-        cpus[c] = cpu_actor.handle(cpus[c], cfx, req, None, get_policy("wilcox"))  # type: ignore[arg-type]
-        answers += cfx.out
-    assert [m.src for m in answers] == ["cpu1"]
-    s, fx = deliver(s, world, answers[0], ncpus=2)
-    assert fx.world.vma("A").state == "detached" and s.waiting == {0}
-    cfx = Effects(fx.world, "cpu0")
-    cpus[0] = rcu_read_unlock(cfx, cpus[0])
+
+    def ask(requests: list[Message], world: World) -> list[Message]:
+        answers = []
+        for req in requests:
+            c = int(req.dst[3:])
+            cfx = Effects(world, req.dst)
+            cpus[c] = cpu_actor.handle(cpus[c], cfx, req, None, get_policy("wilcox"))  # type: ignore[arg-type]
+            answers += cfx.out
+        return answers
+
+    assert ask(list(fx.out), world) == []  # cpu0 is inside its read-side section: no answer yet
+    assert cpus[0].qs_owed and s.waiting == {0, 1}
+    cfx = Effects(world, "cpu0")
+    cpus[0] = rcu_read_unlock(cfx, cpus[0])  # leaving it answers
     s, fx = deliver(s, cfx.world, cfx.out[0], ncpus=2)
+    assert fx.world.vma("A").state == "detached" and s.waiting == {1}
+    answers = ask([m for m in fx.out if m.kind == "qs_request"], fx.world)
+    assert [m.src for m in answers] == ["cpu1"]
+    s, fx = deliver(s, fx.world, answers[0], ncpus=2)
     assert fx.world.vma("A").state == "freed"
     assert attrs.evolve(s) == RcuState()
