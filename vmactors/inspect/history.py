@@ -270,7 +270,9 @@ def page_history(records: Iterable[Record], addr: int, filt: EventFilter | None 
         if text is None or not filt.matches(ev):
             continue
         shown += 1
-        yield f"{ev['step']:>6}  {ev['actor']:<9} {text}"
+        # Step-0 set-up events come from `sim`; name the CPU whose TLB they fill.
+        who = f"cpu{ev['cpu']}" if ev["step"] == 0 and isinstance(ev.get("cpu"), int) else ev["actor"]
+        yield f"{ev['step']:>6}  {who:<9} {text}"
     if shown == 0:
         yield "  (no event matches)"
     at = f"at step {filt.to_step}" if filt.to_step is not None else "at the end of the log"
