@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Union
 import attrs
 import immutables
 
-from ..mm.layout import PAGE_SIZE, page_of
+from ..mm.layout import page_of
 from ..mm.page_table import TlbEntry
 from ..mm.tlb import flush_tlb_range
 from ..mm.vma import prot_allows
@@ -287,5 +287,5 @@ def access(fx: Effects, cpu: CpuState, program: Program, policy: "Policy", vaddr
 
 __all__ = [
     "CpuState", "FaultTask", "SyscallTask", "MapRequest", "Program", "handle", "access", "segv",
-    "finish_op", "runnable", "finished", "accepts", "waiting_for", "resolve", "label_range", "PAGE_SIZE",
+    "finish_op", "runnable", "finished", "accepts", "waiting_for", "resolve", "label_range",
 ]

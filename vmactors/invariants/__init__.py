@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import attrs
 
-from ..mm.layout import PAGE_SIZE, page_range
+from ..mm.layout import page_range
 from ..mm.page_table import Pte
 from ..sim.system import StepResult, System
 
@@ -160,4 +160,4 @@ def _munmap_incomplete_at_return(system: System, cpu: int, vmas: tuple[str, ...]
     return out
 
 
-__all__ = ["INVARIANTS", "Violation", "check_step", "PAGE_SIZE"]
+__all__ = ["INVARIANTS", "Violation", "check_step"]

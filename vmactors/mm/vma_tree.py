@@ -21,7 +21,7 @@ from typing import Final, Iterator, Union
 
 import attrs
 
-from .layout import MMAP_BASE, MMAP_MIN, PAGE_SIZE
+from .layout import MMAP_BASE, MMAP_MIN
 
 
 class _Zero:
@@ -139,6 +139,3 @@ class VmaTree:
     def __len__(self) -> int:
         return len(self.starts)
 
-
-def pages_between(start: int, end: int) -> int:
-    return (end - start) // PAGE_SIZE

@@ -12,7 +12,7 @@ import attrs
 import immutables
 
 from .frames import FrameTable
-from .layout import PAGE_SIZE, page_range
+from .layout import page_range
 from .page_table import Pte
 from .vma import Vma
 from .vma_tree import VmaTree
@@ -61,6 +61,3 @@ class World:
     def in_writer(self, page: int) -> bool:
         return any(s <= page < e for _, s, e in self.writers)
 
-
-def pages_of(start: int, end: int) -> int:
-    return (end - start) // PAGE_SIZE

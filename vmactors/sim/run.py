@@ -5,7 +5,7 @@ steps as Trio tasks and gives the same log."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Sequence
 
 import attrs
 

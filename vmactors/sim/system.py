@@ -13,7 +13,7 @@ picks.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable
+from typing import Any
 
 import attrs
 import immutables
@@ -83,10 +83,6 @@ class StepResult:
     received: Message | None
     notes: tuple[tuple[str, Any], ...]
     vtime_ns: int
-
-
-def actor_order(system: System) -> tuple[str, ...]:
-    return system.actor_names()
 
 
 def _own_steps(system: System, actor: str, program: Program) -> list[Step]:
@@ -217,6 +213,3 @@ def waiting(system: System, program: Program) -> dict[str, str]:
             out.setdefault(dst, f"cannot take {queue[0].kind} from {src}")
     return out
 
-
-def iter_frames(system: System) -> Iterable[int]:
-    return system.world.frames.frames.keys()
