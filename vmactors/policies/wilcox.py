@@ -266,7 +266,7 @@ class WilcoxPolicy(Policy):
         return self._zap_and_release(fx, cpu)
 
     def munmap_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        if self.early_return:
+        if self.early_return and cpu.tail is None:
             # The ablation: return once the IPIs are on their way; the rest of the
             # munmap runs when the acks are in.
             task = syscall_task(cpu)
