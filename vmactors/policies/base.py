@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..actors.cpu import CpuState, FaultTask, Program, SyscallTask, finish_op, segv
+from ..actors.cpu import CpuState, FaultTask, MapRequest, Program, SyscallTask, finish_op, segv
 from ..actors.messages import Effects, Message
 from ..mm.layout import PAGE_SIZE
 from ..mm.page_table import Pte
@@ -56,6 +56,36 @@ class Policy:
     def finish_tail(self, fx: Effects, cpu: CpuState, program: Program, msg: Message) -> CpuState:
         raise RuntimeError(f"{self.name} has no deferred munmap work")
 
+    # mmap (a new mapping) has the same shape in every policy: take the writers'
+    # lock, let the tree owner place and store the VMA, release, return the address.
+
+    def map_request(self, request: MapRequest) -> MapRequest:
+        """The VMA the tree owner should build (pervma: born write-locked)."""
+        return request
+
+    def release_writer(self, fx: Effects, cpu: CpuState) -> None:
+        """Release the writers' lock (pervma: with every VMA write lock)."""
+        fx.send("mmap_sem", "up_write")
+
+    def mmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
+        return lock_for_write(fx, cpu, "insert")
+
+    def mmap_insert(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
+        request = syscall_task(cpu).request
+        assert request is not None
+        fx.send("tree", "mmap", arg=self.map_request(request))
+        return wait(cpu, "done", "tree_done")
+
+    def mmap_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
+        assert msg is not None
+        request = syscall_task(cpu).request
+        assert request is not None
+        placed = bool(msg.arg)  # () when no gap fits
+        cpu = goto(cpu, "done", ret=msg.arg[0] if placed else "segv", start=msg.addr,  # type: ignore[index]
+                   new=request.vma if placed else None)
+        self.release_writer(fx, cpu)
+        return writer_done(fx, cpu, program)
+
 
 # --- building blocks -------------------------------------------------------------
 
@@ -70,6 +100,13 @@ def goto(cpu: CpuState, phase: str, **changes: Any) -> CpuState:
     """Make `phase` the task's next step (runnable)."""
     assert cpu.task is not None
     return attrs.evolve(cpu, task=attrs.evolve(cpu.task, phase=phase, waiting=None, **changes))
+
+
+def lock_for_write(fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
+    """down_write(mmap_sem) — the writers' lock in every policy; `next_phase` runs
+    on the grant."""
+    fx.send("mmap_sem", "down_write")
+    return wait(cpu, next_phase, "grant")
 
 
 def fault_task(cpu: CpuState) -> FaultTask:
@@ -113,6 +150,30 @@ def fault_done(fx: Effects, cpu: CpuState) -> CpuState:
 
 def fault_segv(fx: Effects, cpu: CpuState, program: Program, reason: str) -> CpuState:
     return segv(fx, cpu, program, fault_task(cpu), reason)
+
+
+def find_vma_under_mmap_sem(fx: Effects, cpu: CpuState, program: Program, next_phase: str) -> CpuState:
+    """find_vma with mmap_sem held for read: no VMA, or one that forbids the access,
+    is up_read and SIGSEGV; else `next_phase` with the VMA."""
+    task = fault_task(cpu)
+    vma = fx.world.find_vma(task.vaddr)
+    why = check_access(vma, task.access)
+    if why is not None:
+        fx.send("mmap_sem", "up_read")
+        return fault_segv(fx, cpu, program, why)
+    assert vma is not None
+    return goto(cpu, next_phase, vma=vma.id)
+
+
+def alloc_for_fault(fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
+    """The allocation step: a page-cache or fresh frame for the fault's VMA, unless a
+    PTE is already there (the install step then rechecks it)."""
+    task = fault_task(cpu)
+    assert task.vma is not None
+    if task.page in fx.world.ptes:
+        return goto(cpu, next_phase)
+    frame, fresh = alloc_page(fx, cpu, fx.world.vma(task.vma), task.page)
+    return goto(cpu, next_phase, frame=frame, fresh=fresh)
 
 
 def check_access(vma: Vma | None, access: str) -> str | None:
@@ -172,6 +233,15 @@ def set_pte(fx: Effects, cpu: CpuState, vma: Vma, task: FaultTask) -> str:
     return "installed"
 
 
+def install_for_fault(fx: Effects, cpu: CpuState, vma: Vma) -> CpuState:
+    """set_pte through `vma`; when the PTE was already there, drop this CPU's stale
+    TLB entry so the retried access walks the page table again."""
+    task = fault_task(cpu)
+    if set_pte(fx, cpu, vma, task) != "installed":
+        return drop_stale_tlb(fx, cpu, task.page)
+    return cpu
+
+
 def drop_stale_tlb(fx: Effects, cpu: CpuState, page: int) -> CpuState:
     if page in cpu.tlb:
         fx.emit("tlb.flush", cpu=cpu.id, addr=page, pages=1, reason="local")
@@ -209,6 +279,14 @@ def flush_tlb_range_and_shootdown(fx: Effects, cpu: CpuState, start: int, pages:
     fx.emit("tlb.flush", cpu=cpu.id, addr=start, pages=pages, reason="local")
     fx.send("shootdown", "flush", start, pages)
     return attrs.evolve(cpu, tlb=flush_tlb_range(cpu.tlb, start, pages))
+
+
+def flush_and_wait(fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
+    """The syscall's shootdown over its range; `next_phase` runs on `flush_done`."""
+    task = syscall_task(cpu)
+    assert task.start is not None
+    cpu = flush_tlb_range_and_shootdown(fx, cpu, task.start, task.pages)
+    return wait(cpu, next_phase, "flush_done")
 
 
 def writer_done(fx: Effects, cpu: CpuState, program: Program, unmapped: tuple[str, ...] = ()) -> CpuState:

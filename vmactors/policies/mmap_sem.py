@@ -18,18 +18,17 @@ from ..actors.messages import Effects, Message
 from .base import (
     Policy,
     Protocols,
-    alloc_page,
+    alloc_for_fault,
     change_protection,
-    check_access,
-    drop_stale_tlb,
     fault_done,
-    fault_segv,
     fault_task,
-    flush_tlb_range_and_shootdown,
+    find_vma_under_mmap_sem,
+    flush_and_wait,
     free_frame,
     free_vma_now,
     goto,
-    set_pte,
+    install_for_fault,
+    lock_for_write,
     syscall_task,
     wait,
     writer_done,
@@ -87,36 +86,19 @@ class MmapSemPolicy(Policy):
         return wait(cpu, "lookup", "grant", holds=("mmap_sem",))
 
     def fault_lookup(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        vma = fx.world.find_vma(task.vaddr)
-        why = check_access(vma, task.access)
-        if why is not None:
-            fx.send("mmap_sem", "up_read")
-            return fault_segv(fx, cpu, program, why)
-        assert vma is not None
-        return goto(cpu, "alloc", vma=vma.id)
+        return find_vma_under_mmap_sem(fx, cpu, program, "alloc")
 
     def fault_alloc(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        if task.page in fx.world.ptes:
-            return goto(cpu, "install")
-        frame, fresh = alloc_page(fx, cpu, fx.world.vma(task.vma), task.page)
-        return goto(cpu, "install", frame=frame, fresh=fresh)
+        return alloc_for_fault(fx, cpu, "install")
 
     def fault_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
         assert task.vma is not None
-        if set_pte(fx, cpu, fx.world.vma(task.vma), task) != "installed":
-            cpu = drop_stale_tlb(fx, cpu, task.page)
+        cpu = install_for_fault(fx, cpu, fx.world.vma(task.vma))
         fx.send("mmap_sem", "up_read")
         return fault_done(fx, cpu)
 
     # --- writers: shared shape --------------------------------------------------
-
-    def _lock_for_write(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        fx.send("mmap_sem", "down_write")
-        return wait(cpu, next_phase, "grant")
 
     def _zap(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -129,10 +111,7 @@ class MmapSemPolicy(Policy):
         return goto(cpu, "flush", frames=frames)
 
     def _flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        assert task.start is not None
-        cpu = flush_tlb_range_and_shootdown(fx, cpu, task.start, task.pages)
-        return wait(cpu, "free" if task.op != "mprotect" else "release", "flush_done")
+        return flush_and_wait(fx, cpu, "free" if syscall_task(cpu).op != "mprotect" else "release")
 
     def _free(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -148,26 +127,10 @@ class MmapSemPolicy(Policy):
         fx.send("mmap_sem", "up_write")
         return writer_done(fx, cpu, program, task.old if task.op != "mprotect" else ())
 
-    # --- mmap -------------------------------------------------------------------
-
-    def mmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "insert")
-
-    def mmap_insert(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        fx.send("tree", "mmap", arg=syscall_task(cpu).request)
-        return wait(cpu, "done", "tree_done")
-
-    def mmap_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        assert msg is not None
-        ret = msg.arg[0] if msg.arg else "segv"  # type: ignore[index]
-        cpu = goto(cpu, "done", ret=ret, start=msg.addr, new=syscall_task(cpu).request.vma if msg.arg else None)  # type: ignore[union-attr]
-        fx.send("mmap_sem", "up_write")
-        return writer_done(fx, cpu, program)
-
     # --- munmap -----------------------------------------------------------------
 
     def munmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def munmap_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -186,7 +149,7 @@ class MmapSemPolicy(Policy):
     # --- MAP_FIXED ----------------------------------------------------------------
 
     def mmap_fixed_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def mmap_fixed_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -206,7 +169,7 @@ class MmapSemPolicy(Policy):
     # --- mprotect -----------------------------------------------------------------
 
     def mprotect_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def mprotect_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)

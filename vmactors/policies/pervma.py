@@ -33,25 +33,26 @@ from typing import ClassVar
 
 import attrs
 
-from ..actors.cpu import CpuState, Program
+from ..actors.cpu import CpuState, MapRequest, Program
 from ..actors.messages import Effects, Message
 from .base import (
     Policy,
     Protocols,
-    alloc_page,
+    alloc_for_fault,
     change_protection,
     check_access,
-    drop_stale_tlb,
     fault_done,
     fault_segv,
     fault_task,
-    flush_tlb_range_and_shootdown,
+    find_vma_under_mmap_sem,
+    flush_and_wait,
     free_frame,
     goto,
+    install_for_fault,
+    lock_for_write,
     rcu_read_lock,
     rcu_read_unlock,
     read_vma,
-    set_pte,
     syscall_task,
     wait,
     writer_done,
@@ -148,51 +149,30 @@ class PerVmaPolicy(Policy):
             vma = attrs.evolve(vma, drain_waiter=None)
         fx.world = fx.world.set_vma(attrs.evolve(vma, readers=readers))
 
-    def _alloc(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        if task.page in fx.world.ptes:
-            return goto(cpu, next_phase)
-        frame, fresh = alloc_page(fx, cpu, fx.world.vma(task.vma), task.page)
-        return goto(cpu, next_phase, frame=frame, fresh=fresh)
-
     def fault_alloc(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._alloc(fx, cpu, "install")
+        return alloc_for_fault(fx, cpu, "install")
 
     def fault_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
         assert task.vma is not None
-        if set_pte(fx, cpu, fx.world.vma(task.vma), task) != "installed":
-            cpu = drop_stale_tlb(fx, cpu, task.page)
+        cpu = install_for_fault(fx, cpu, fx.world.vma(task.vma))
         self._vma_end_read(fx, cpu, task.vma)
         return fault_done(fx, cpu)
 
     def fault_mm_lookup(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        vma = fx.world.find_vma(task.vaddr)
-        why = check_access(vma, task.access)
-        if why is not None:
-            fx.send("mmap_sem", "up_read")
-            return fault_segv(fx, cpu, program, why)
-        assert vma is not None
-        return goto(cpu, "mm_alloc", vma=vma.id)
+        return find_vma_under_mmap_sem(fx, cpu, program, "mm_alloc")
 
     def fault_mm_alloc(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._alloc(fx, cpu, "mm_install")
+        return alloc_for_fault(fx, cpu, "mm_install")
 
     def fault_mm_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
         assert task.vma is not None
-        if set_pte(fx, cpu, fx.world.vma(task.vma), task) != "installed":
-            cpu = drop_stale_tlb(fx, cpu, task.page)
+        cpu = install_for_fault(fx, cpu, fx.world.vma(task.vma))
         fx.send("mmap_sem", "up_read")
         return fault_done(fx, cpu)
 
     # --- writers ---------------------------------------------------------------------
-
-    def _lock_for_write(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        fx.send("mmap_sem", "down_write")
-        return wait(cpu, next_phase, "grant")
 
     def _vma_start_write(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
         """Write-lock every VMA in the range; wait for the first one with readers to
@@ -224,36 +204,18 @@ class PerVmaPolicy(Policy):
 
     _after_write_lock = {"munmap": "update", "mmap-fixed": "detach", "mprotect": "update"}
 
-    def _flush(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        task = syscall_task(cpu)
-        assert task.start is not None
-        cpu = flush_tlb_range_and_shootdown(fx, cpu, task.start, task.pages)
-        return wait(cpu, next_phase, "flush_done")
+    # mmap: the base class's path, with the new VMA born write-locked
 
-    # mmap
+    def map_request(self, request: MapRequest) -> MapRequest:
+        return attrs.evolve(request, write_locked=True)
 
-    def mmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "insert")
-
-    def mmap_insert(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        request = syscall_task(cpu).request
-        assert request is not None
-        fx.send("tree", "mmap", arg=attrs.evolve(request, write_locked=True))
-        return wait(cpu, "done", "tree_done")
-
-    def mmap_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        assert msg is not None
-        task = syscall_task(cpu)
-        assert task.request is not None
-        cpu = goto(cpu, "done", ret=msg.arg[0] if msg.arg else "segv", start=msg.addr,  # type: ignore[index]
-                   new=task.request.vma if msg.arg else None)
+    def release_writer(self, fx: Effects, cpu: CpuState) -> None:
         self._write_unlock(fx, cpu)
-        return writer_done(fx, cpu, program)
 
     # munmap
 
     def munmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "write_lock")
+        return lock_for_write(fx, cpu, "write_lock")
 
     munmap_write_lock = _write_lock_phase
 
@@ -273,7 +235,7 @@ class PerVmaPolicy(Policy):
         return goto(cpu, "flush", frames=frames)
 
     def munmap_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._flush(fx, cpu, "free")
+        return flush_and_wait(fx, cpu, "free")
 
     def munmap_free(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -288,7 +250,7 @@ class PerVmaPolicy(Policy):
     # MAP_FIXED
 
     def mmap_fixed_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "write_lock")
+        return lock_for_write(fx, cpu, "write_lock")
 
     mmap_fixed_write_lock = _write_lock_phase
 
@@ -310,7 +272,7 @@ class PerVmaPolicy(Policy):
         return goto(cpu, "flush", frames=frames)
 
     def mmap_fixed_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._flush(fx, cpu, "store")
+        return flush_and_wait(fx, cpu, "store")
 
     def mmap_fixed_store(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -330,7 +292,7 @@ class PerVmaPolicy(Policy):
     # mprotect
 
     def mprotect_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "write_lock")
+        return lock_for_write(fx, cpu, "write_lock")
 
     mprotect_write_lock = _write_lock_phase
 
@@ -348,7 +310,7 @@ class PerVmaPolicy(Policy):
         return goto(cpu, "flush")
 
     def mprotect_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._flush(fx, cpu, "release")
+        return flush_and_wait(fx, cpu, "release")
 
     def mprotect_release(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         self._write_unlock(fx, cpu)

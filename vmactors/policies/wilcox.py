@@ -30,21 +30,23 @@ from ..actors.messages import Effects, Message
 from .base import (
     Policy,
     Protocols,
+    alloc_for_fault,
     alloc_page,
     change_protection,
     check_access,
-    drop_stale_tlb,
     fault_done,
     fault_segv,
     fault_task,
+    flush_and_wait,
     flush_tlb_range_and_shootdown,
     free_frame,
     free_vma_now,
     goto,
+    install_for_fault,
+    lock_for_write,
     rcu_read_lock,
     rcu_read_unlock,
     read_vma,
-    set_pte,
     syscall_task,
     wait,
     writer_done,
@@ -167,8 +169,7 @@ class WilcoxPolicy(Policy):
         if not self._attached(fx, task.vma):
             cpu = self._leave_rcu(fx, cpu)
             return self._retry(fx, cpu, f"vma {task.vma} detached")
-        if set_pte(fx, cpu, vma, task) != "installed":
-            cpu = drop_stale_tlb(fx, cpu, task.page)
+        cpu = install_for_fault(fx, cpu, vma)
         cpu = self._leave_rcu(fx, cpu)
         return fault_done(fx, cpu)
 
@@ -185,12 +186,7 @@ class WilcoxPolicy(Policy):
         return goto(cpu, "alloc", holds=("ref",))
 
     def fault_alloc(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        if task.page in fx.world.ptes:
-            return goto(cpu, "install")
-        frame, fresh = alloc_page(fx, cpu, fx.world.vma(task.vma), task.page)
-        return goto(cpu, "install", frame=frame, fresh=fresh)
+        return alloc_for_fault(fx, cpu, "install")
 
     def fault_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = fault_task(cpu)
@@ -201,16 +197,11 @@ class WilcoxPolicy(Policy):
                 free_frame(fx, cpu, task.frame)
             put_vma(fx, cpu, task.vma, self.grace_period)
             return self._retry(fx, cpu, f"vma {task.vma} detached")
-        if set_pte(fx, cpu, vma, task) != "installed":
-            cpu = drop_stale_tlb(fx, cpu, task.page)
+        cpu = install_for_fault(fx, cpu, vma)
         put_vma(fx, cpu, task.vma, self.grace_period)
         return fault_done(fx, cpu)
 
     # --- writers -----------------------------------------------------------------
-
-    def _lock_for_write(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        fx.send("mmap_sem", "down_write")
-        return wait(cpu, next_phase, "grant")
 
     def _zap_and_release(self, fx: Effects, cpu: CpuState) -> CpuState:
         task = syscall_task(cpu)
@@ -224,32 +215,10 @@ class WilcoxPolicy(Policy):
         fx.send("mmap_sem", "up_write")
         return goto(cpu, "flush", frames=frames)
 
-    def _flush(self, fx: Effects, cpu: CpuState, next_phase: str) -> CpuState:
-        task = syscall_task(cpu)
-        assert task.start is not None
-        cpu = flush_tlb_range_and_shootdown(fx, cpu, task.start, task.pages)
-        return wait(cpu, next_phase, "flush_done")
-
-    def mmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "insert")
-
-    def mmap_insert(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        fx.send("tree", "mmap", arg=syscall_task(cpu).request)
-        return wait(cpu, "done", "tree_done")
-
-    def mmap_done(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        assert msg is not None
-        task = syscall_task(cpu)
-        assert task.request is not None
-        cpu = goto(cpu, "done", ret=msg.arg[0] if msg.arg else "segv", start=msg.addr,  # type: ignore[index]
-                   new=task.request.vma if msg.arg else None)
-        fx.send("mmap_sem", "up_write")
-        return writer_done(fx, cpu, program)
-
     # munmap
 
     def munmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def munmap_entry(self) -> str:
         """What munmap leaves in the tree until its flush is done."""
@@ -275,7 +244,7 @@ class WilcoxPolicy(Policy):
             tail = attrs.evolve(task, phase="free", waiting="flush_done")
             cpu = writer_done(fx, cpu, program, task.old)
             return attrs.evolve(cpu, tail=tail)
-        return self._flush(fx, cpu, "free")
+        return flush_and_wait(fx, cpu, "free")
 
     def finish_tail(self, fx: Effects, cpu: CpuState, program: Program, msg: Message) -> CpuState:
         tail = cpu.tail
@@ -313,7 +282,7 @@ class WilcoxPolicy(Policy):
     # MAP_FIXED
 
     def mmap_fixed_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def mmap_fixed_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -328,7 +297,7 @@ class WilcoxPolicy(Policy):
         return self._zap_and_release(fx, cpu)
 
     def mmap_fixed_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._flush(fx, cpu, "free")
+        return flush_and_wait(fx, cpu, "free")
 
     def mmap_fixed_free(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -346,7 +315,7 @@ class WilcoxPolicy(Policy):
     # mprotect
 
     def mprotect_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._lock_for_write(fx, cpu, "update")
+        return lock_for_write(fx, cpu, "update")
 
     def mprotect_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
@@ -365,7 +334,7 @@ class WilcoxPolicy(Policy):
         return goto(cpu, "flush")
 
     def mprotect_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return self._flush(fx, cpu, "put")
+        return flush_and_wait(fx, cpu, "put")
 
     def mprotect_put(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
         task = syscall_task(cpu)
