@@ -40,13 +40,11 @@ from hypothesis import settings
 from vmactors.explore.canon import state_key
 from vmactors.invariants import check_step
 from vmactors.log import render_events
-from vmactors.policies import get_policy
 from vmactors.scenario import load_scenario
 from vmactors.scenario.model import Scenario
-from vmactors.sim.run import Run, final_regs
-from vmactors.sim.setup import build
+from vmactors.sim.run import Run
 from vmactors.sim.strategies import ReplayStrategy
-from vmactors.sim.system import apply, enabled, finished
+from vmactors.system.machine import Machine
 
 settings.register_profile("ci", max_examples=50, deadline=None)
 settings.register_profile("dev", deadline=None)
@@ -101,29 +99,29 @@ def walk(
     under `policy`. The monitor gets its summary and the log lines of one step and
     returns the new summary; it must not look at history counters (`step`,
     `vtime_ns`, `msg_id`, `cause`), which differ between paths that merge."""
-    pol = get_policy(policy)
-    system, program, _ = build(scen)
-    start = (state_key(system), init, frozenset())
+    machine = Machine(scen, policy)
+    system = machine.initial
+    start = (state_key(machine, system), init, frozenset())
     seen = {start}
     queue = deque([(system, init, frozenset(), ())])
     out: list[Terminal] = []
     while queue:
         system, memo, viol, choices = queue.popleft()
-        steps = enabled(system, program, pol)
+        steps = machine.enabled(system)
         if not steps:
-            end = "ok" if finished(system, program) else "deadlock"
+            end = "ok" if machine.finished(system) else "deadlock"
             if end == "deadlock":
                 viol = viol | {"deadlock"}
-            out.append(Terminal(final_regs(system, program), end, memo, viol, choices, system))
+            out.append(Terminal(machine.final_regs(system), end, memo, viol, choices, system))
             continue
         for i, step in enumerate(steps):
-            result = apply(system, step, program, pol)
+            result = machine.apply(system, step)
             v = viol | {x.invariant for x in check_step(system, result)}
             m = memo
             if monitor is not None:
-                lines = list(render_events(0, 0, step.actor, result.events, result.sent, result.received))
+                lines = list(render_events(0, 0, step.actor.name, result.events, result.sent, result.received))
                 m = monitor(memo, lines)
-            key = (state_key(result.system), m, v)
+            key = (state_key(machine, result.system), m, v)
             if key in seen:
                 continue
             seen.add(key)

@@ -10,7 +10,7 @@ design allows and which invariants it breaks.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["__version__", "load_scenario", "run_scenario", "get_policy", "POLICY_NAMES"]
 

@@ -43,6 +43,12 @@ def _policy(text: str) -> str:
     return text
 
 
+def _runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=("trio", "direct"), default="trio",
+                   help="trio: one Trio task per actor, messages over Trio channels (default); "
+                        "direct: the pure step relation in a loop (faster, the same log)")
+
+
 RUN_EPILOG = """examples:
   vmactors run scenarios/mapfixed-two-readers.toml --policy wilcox --seed 3
   vmactors run scenarios/munmap-concurrent-fault.toml --log run.jsonl
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--log", metavar="FILE")
     p.add_argument("--max-steps", type=_positive, default=100_000)
+    _runtime_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explore", help="every (or sampled) interleaving: outcome table, violations, counterexamples",
@@ -105,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--log", metavar="FILE")
     p.add_argument("--force", action="store_true")
+    _runtime_option(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("check", help="check scenarios' [expect] tables by exhaustive exploration",
@@ -205,14 +213,24 @@ def _print_run(result, scenario) -> None:  # type: ignore[no-untyped-def]
             print(f"  {actor} waits for {what}")
 
 
+def _run(runtime: str, scenario, policy, strategy, seed, log, max_steps):  # type: ignore[no-untyped-def]
+    """One run with the chosen runtime: Trio tasks (the default) or the direct driver."""
+    if runtime == "direct":
+        from .sim.run import Run
+
+        return Run(scenario, policy, strategy, seed, log, max_steps).run()
+    from .sim.trio_runtime import run_with_trio
+
+    return run_with_trio(scenario, policy, strategy, seed, log, max_steps)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .scenario.parse import load_scenario
-    from .sim.run import Run
     from .sim.strategies import make
 
     scenario = load_scenario(args.scenario)
     with _write_log_atomically(args.log) as log:
-        result = Run(scenario, args.policy, make("random", args.seed), args.seed, log, args.max_steps).run()
+        result = _run(args.runtime, scenario, args.policy, make("random", args.seed), args.seed, log, args.max_steps)
     _print_run(result, scenario)
     return 0 if result.outcome == "ok" else 1
 
@@ -220,7 +238,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .explore.replay_file import read_replay
     from .scenario.parse import load_scenario
-    from .sim.run import Run
     from .sim.strategies import make
 
     doc = read_replay(args.file)
@@ -233,7 +250,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     max_steps = max(100_000, len(doc["choices"]))
     with _write_log_atomically(args.log) as log:
         try:
-            result = Run(scenario, doc["policy"], make("replay", 0, choices=doc["choices"]), 0, log, max_steps).run()
+            result = _run(args.runtime, scenario, doc["policy"], make("replay", 0, choices=doc["choices"]), 0, log,
+                          max_steps)
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
     _print_run(result, scenario)
@@ -294,21 +312,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def protocol_tables(name: str, markdown: bool = False) -> str:
-    """A policy's protocols, step by step: the same phase names the code dispatches on."""
-    from .policies.registry import POLICIES
-
-    lines = [f"### {name}" if markdown else name]
-    for path, phases in POLICIES[name].PROTOCOLS.items():
-        if markdown:
-            lines += ["", f"**{path.replace('_', ' ')}**", "", "| step | what it does |", "|---|---|"]
-            lines += [f"| `{phase}` | {what} |" for phase, what in phases]
-        else:
-            lines.append(f"  {path}:")
-            lines += [f"    {phase:<12} {what}" for phase, what in phases]
-    return "\n".join(lines)
-
-
 def cmd_policies(args: argparse.Namespace) -> int:
     from .policies.registry import POLICIES
 
@@ -321,10 +324,11 @@ def cmd_policies(args: argparse.Namespace) -> int:
         if name in POLICIES:
             print(f"  {name:<28} {POLICIES[name].summary}")
     if args.protocols or args.markdown:
+        from .policies.render import protocol_tables
+
         for name in MAIN_POLICIES:
-            if name in POLICIES:
-                print()
-                print(protocol_tables(name, markdown=args.markdown))
+            print()
+            print(protocol_tables(name, POLICIES[name].protocol, markdown=args.markdown))
     return 0
 
 

@@ -16,6 +16,8 @@ installed, so it imports nothing heavy until a test asks for the fixture.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
@@ -35,6 +37,33 @@ def vm(request: pytest.FixtureRequest) -> "VM":
     machine = VM(path=f"<{request.node.name}>.toml", base=request.config.rootpath)
     request.node.stash[_VM_KEY] = machine
     return machine
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """An `async def` test that uses `vm` runs under Trio with no marker and no
+    configuration: pytest-trio, when installed, gets its `trio` marker (so async
+    fixtures work too); otherwise `pytest_pyfunc_call` below runs it."""
+    if not config.pluginmanager.has_plugin("trio"):
+        return
+    for item in items:
+        if _async_vm_test(item) and item.get_closest_marker("trio") is None:
+            item.add_marker(pytest.mark.trio)
+
+
+def _async_vm_test(item: pytest.Item) -> bool:
+    return (isinstance(item, pytest.Function) and "vm" in item.fixturenames
+            and inspect.iscoroutinefunction(item.obj))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if pyfuncitem.config.pluginmanager.has_plugin("trio") or not _async_vm_test(pyfuncitem):
+        return None
+    import trio
+
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    trio.run(functools.partial(pyfuncitem.obj, **args))
+    return True
 
 
 @pytest.hookimpl(wrapper=True)

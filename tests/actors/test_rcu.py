@@ -3,98 +3,135 @@
 from __future__ import annotations
 
 import attrs
+import immutables
 
-from vmactors.actors import cpu as cpu_actor
-from vmactors.actors import rcu
-from vmactors.actors.cpu import CpuState
-from vmactors.actors.messages import Effects, Message
-from vmactors.actors.rcu import RcuState
+from vmactors.actors.base import Stepped, step_actor
+from vmactors.actors.cpu import CpuActor
+from vmactors.actors.effects import Effects
+from vmactors.actors.kernel import Kernel
+from vmactors.actors.messages import CallRcu, Message, Qs, QsRequest
+from vmactors.actors.rcu import Rcu, RcuState
+from vmactors.actors.tasks import CpuState, Program, ThreadProgram
+from vmactors.ids import MM0, RCU, ActorId, cpu
+from vmactors.log.schema import RcuGpStart
 from vmactors.mm.vma import Vma
 from vmactors.mm.world import World
 from vmactors.policies import get_policy
-from vmactors.policies.base import rcu_read_lock, rcu_read_unlock
+
+# qs_request handling needs no thread: an idle program for two CPUs is enough.
+PROGRAM = Program(threads=(ThreadProgram(None), ThreadProgram(None)), maps=immutables.Map())
+POLICY = get_policy("wilcox")
 
 
 def world_with(*ids: str) -> World:
-    w = World()
+    w = World.empty(1)
+    space = w.mm(MM0)
     for i, vid in enumerate(ids):
         start = 0x7E0000000000 + i * 0x10000
-        w = w.set_vma(Vma(id=vid, start=start, end=start + 4096, kind="anon", owner=f"anon:{vid}",
-                          state="detached", refcount=0))
-    return w
+        vma = Vma(id=vid, start=start, end=start + 4096, kind="anon", owner=f"anon:{vid}", state="detached")
+        space = attrs.evolve(space, vmas=space.vmas.set(vid, vma))
+    return w.with_mm(MM0, space)
 
 
-def deliver(state: RcuState, world: World, msg: Message, ncpus: int) -> tuple[RcuState, Effects]:
-    fx = Effects(world, "rcu")
-    return rcu.handle(state, fx, msg, ncpus), fx
+def vma_state(world: World, vid: str) -> str:
+    return world.mm(MM0).vmas[vid].state
 
 
-def qs(cpu: int) -> Message:
-    return Message("qs", f"cpu{cpu}", "rcu")
+def deliver(state: RcuState, world: World, src: ActorId, msg: Message, ncpus: int) -> tuple[RcuState, Stepped]:
+    out = step_actor(Rcu(ncpus), state, world, msg, src=src)
+    return out.state, out
 
 
-def names(fx: Effects) -> list[str]:
-    return [n for n, _ in fx.events if n != "msg.send"]
+def qs(c: int) -> tuple[ActorId, Qs]:
+    """cpu`c` reports a quiescent state: (sender, message)."""
+    return cpu(c), Qs()
+
+
+def names(fx: Stepped) -> list[str]:
+    return [e.NAME for e in fx.events]
+
+
+def asked(fx: Stepped) -> list[str]:
+    """The CPUs the step sent a `qs_request` to."""
+    return [dst.name for dst, m in fx.sent if isinstance(m, QsRequest)]
+
+
+# The CPU's read side, as the fault paths call it (through the CPU's kernel context).
+
+def rcu_read_lock(state: CpuState) -> CpuState:
+    k = Kernel(Effects(World.empty(), cpu(state.id)), state, POLICY, PROGRAM.threads[state.id])
+    k.rcu_read_lock()
+    return k.cpu
+
+
+def rcu_read_unlock(fx: Effects, state: CpuState) -> CpuState:
+    k = Kernel(fx, state, POLICY, PROGRAM.threads[state.id])
+    k.rcu_read_unlock()
+    return k.cpu
+
+
+def cpu_handle(state: CpuState, world: World, msg: Message) -> Stepped:
+    """Deliver `msg` from RCU to the CPU in `state`."""
+    return step_actor(CpuActor(state.id, POLICY, PROGRAM), state, world, msg, src=RCU)
 
 
 def test_a_grace_period_frees_the_vma_only_at_its_end() -> None:
     world = world_with("A")
-    s, fx = deliver(RcuState(), world, Message("call_rcu", "cpu1", "rcu", arg="A"), ncpus=3)
+    s, fx = deliver(RcuState(), world, cpu(1), CallRcu(vma="A"), ncpus=3)
     assert names(fx) == ["rcu.gp.start"]
+    assert s.current == ((MM0, "A"),)  # the callback: free VMA A of mm 0
     # The CPUs are asked in turn: cpu0 first, the next one after each answer.
-    assert [m.dst for m in fx.out if m.kind == "qs_request"] == ["cpu0"]
-    assert fx.world.vma("A").state == "detached"
-    for cpu, asked_next in ((0, "cpu1"), (1, "cpu2")):
-        s, fx = deliver(s, fx.world, qs(cpu), ncpus=3)
+    assert asked(fx) == ["cpu0"]
+    assert vma_state(fx.world, "A") == "detached"
+    for c, asked_next in ((0, "cpu1"), (1, "cpu2")):
+        s, fx = deliver(s, fx.world, *qs(c), ncpus=3)
         assert names(fx) == ["rcu.qs"]
-        assert [m.dst for m in fx.out if m.kind == "qs_request"] == [asked_next]
-        assert fx.world.vma("A").state == "detached"
-        assert "cpu2" in (rcu.waiting_for(s) or "")
-    s, fx = deliver(s, fx.world, qs(2), ncpus=3)
+        assert asked(fx) == [asked_next]
+        assert vma_state(fx.world, "A") == "detached"
+        assert "cpu2" in (Rcu(3).waiting_for(s) or "")
+    s, fx = deliver(s, fx.world, *qs(2), ncpus=3)
     assert names(fx) == ["rcu.qs", "rcu.gp.end", "vma.free"]
-    assert fx.world.vma("A").state == "freed"
-    assert s.waiting is None and rcu.waiting_for(s) is None
+    assert vma_state(fx.world, "A") == "freed"
+    assert s.waiting is None and Rcu(3).waiting_for(s) is None
 
 
 def test_a_callback_queued_during_a_grace_period_waits_for_the_next_one() -> None:
     world = world_with("A", "B")
-    s, fx = deliver(RcuState(), world, Message("call_rcu", "cpu0", "rcu", arg="A"), ncpus=2)
-    s, fx = deliver(s, fx.world, Message("call_rcu", "cpu1", "rcu", arg="B"), ncpus=2)
+    s, fx = deliver(RcuState(), world, cpu(0), CallRcu(vma="A"), ncpus=2)
+    s, fx = deliver(s, fx.world, cpu(1), CallRcu(vma="B"), ncpus=2)
     assert names(fx) == []  # no second grace period while one runs
-    s, fx = deliver(s, fx.world, qs(0), ncpus=2)
-    s, fx = deliver(s, fx.world, qs(1), ncpus=2)
+    assert s.current == ((MM0, "A"),) and s.next == ((MM0, "B"),)
+    s, fx = deliver(s, fx.world, *qs(0), ncpus=2)
+    s, fx = deliver(s, fx.world, *qs(1), ncpus=2)
     assert names(fx) == ["rcu.qs", "rcu.gp.end", "vma.free", "rcu.gp.start"]
-    assert fx.world.vma("A").state == "freed" and fx.world.vma("B").state == "detached"
-    gp2 = [f["gp"] for n, f in fx.events if n == "rcu.gp.start"][0]
+    assert vma_state(fx.world, "A") == "freed" and vma_state(fx.world, "B") == "detached"
+    gp2 = [e.gp for e in fx.events if isinstance(e, RcuGpStart)][0]
     assert gp2 == 2
     w = fx.world
-    s, fx = deliver(s, w, qs(1), ncpus=2)
-    s, fx = deliver(s, fx.world, qs(0), ncpus=2)
-    assert fx.world.vma("B").state == "freed"
+    s, fx = deliver(s, w, *qs(1), ncpus=2)
+    s, fx = deliver(s, fx.world, *qs(0), ncpus=2)
+    assert vma_state(fx.world, "B") == "freed"
 
 
 def test_a_cpu_inside_a_read_side_section_answers_only_on_unlock() -> None:
-    program = None  # qs_request handling needs neither the program nor the policy
-    policy = get_policy("wilcox")
-    cpu = rcu_read_lock(CpuState(id=0))
-    fx = Effects(World(), "cpu0")
-    cpu = cpu_actor.handle(cpu, fx, Message("qs_request", "rcu", "cpu0"), program, policy)  # type: ignore[arg-type]
-    assert fx.out == [] and cpu.qs_owed and cpu.rcu_nesting == 1
+    c = rcu_read_lock(CpuState(id=0))
+    out = cpu_handle(c, World.empty(), QsRequest())
+    c = out.state
+    assert out.sent == () and c.qs_owed and c.rcu_nesting == 1
     # Nested sections: only the outermost unlock reports.
-    cpu = rcu_read_lock(cpu)
-    fx = Effects(World(), "cpu0")
-    cpu = rcu_read_unlock(fx, cpu)
-    assert fx.out == [] and cpu.qs_owed
-    cpu = rcu_read_unlock(fx, cpu)
-    assert [(m.kind, m.dst) for m in fx.out] == [("qs", "rcu")]
-    assert cpu.rcu_nesting == 0 and not cpu.qs_owed
+    c = rcu_read_lock(c)
+    fx = Effects(World.empty(), cpu(0))
+    c = rcu_read_unlock(fx, c)
+    assert fx.out == [] and c.qs_owed
+    c = rcu_read_unlock(fx, c)
+    assert [(m.KIND, dst.name) for dst, m in fx.out] == [("qs", "rcu")]
+    assert c.rcu_nesting == 0 and not c.qs_owed
 
 
 def test_a_cpu_outside_a_read_side_section_answers_at_once() -> None:
-    fx = Effects(World(), "cpu1")
-    cpu = cpu_actor.handle(CpuState(id=1), fx, Message("qs_request", "rcu", "cpu1"), None, get_policy("wilcox"))  # type: ignore[arg-type]
-    assert [(m.kind, m.dst) for m in fx.out] == [("qs", "rcu")]
-    assert not cpu.qs_owed
+    out = cpu_handle(CpuState(id=1), World.empty(), QsRequest())
+    assert [(m.KIND, dst.name) for dst, m in out.sent] == [("qs", "rcu")]
+    assert not out.state.qs_owed
 
 
 def test_the_grace_period_waits_for_the_reader_end_to_end() -> None:
@@ -102,26 +139,27 @@ def test_the_grace_period_waits_for_the_reader_end_to_end() -> None:
     period starts; the VMA is freed only after cpu0 leaves its read-side section."""
     world = world_with("A")
     cpus = {0: rcu_read_lock(CpuState(id=0)), 1: CpuState(id=1)}
-    s, fx = deliver(RcuState(), world, Message("call_rcu", "cpu1", "rcu", arg="A"), ncpus=2)
+    s, fx = deliver(RcuState(), world, cpu(1), CallRcu(vma="A"), ncpus=2)
     world = fx.world
 
-    def ask(requests: list[Message], world: World) -> list[Message]:
+    def ask(requests: list[tuple[ActorId, Message]], world: World) -> list[tuple[ActorId, Message]]:
+        """Deliver each request to its CPU; the answers, as (sender, message)."""
         answers = []
-        for req in requests:
-            c = int(req.dst[3:])
-            cfx = Effects(world, req.dst)
-            cpus[c] = cpu_actor.handle(cpus[c], cfx, req, None, get_policy("wilcox"))  # type: ignore[arg-type]
-            answers += cfx.out
+        for dst, req in requests:
+            out = cpu_handle(cpus[dst.index], world, req)
+            cpus[dst.index] = out.state
+            answers += [(dst, m) for _, m in out.sent]
         return answers
 
-    assert ask(list(fx.out), world) == []  # cpu0 is inside its read-side section: no answer yet
+    assert ask(list(fx.sent), world) == []  # cpu0 is inside its read-side section: no answer yet
     assert cpus[0].qs_owed and s.waiting == {0, 1}
-    cfx = Effects(world, "cpu0")
+    cfx = Effects(world, cpu(0))
     cpus[0] = rcu_read_unlock(cfx, cpus[0])  # leaving it answers
-    s, fx = deliver(s, cfx.world, cfx.out[0], ncpus=2)
-    assert fx.world.vma("A").state == "detached" and s.waiting == {1}
-    answers = ask([m for m in fx.out if m.kind == "qs_request"], fx.world)
-    assert [m.src for m in answers] == ["cpu1"]
-    s, fx = deliver(s, fx.world, answers[0], ncpus=2)
-    assert fx.world.vma("A").state == "freed"
+    assert [dst for dst, _ in cfx.out] == [RCU]
+    s, fx = deliver(s, cfx.world, cpu(0), cfx.out[0][1], ncpus=2)
+    assert vma_state(fx.world, "A") == "detached" and s.waiting == {1}
+    answers = ask([(dst, m) for dst, m in fx.sent if isinstance(m, QsRequest)], fx.world)
+    assert [src.name for src, _ in answers] == ["cpu1"]
+    s, fx = deliver(s, fx.world, *answers[0], ncpus=2)
+    assert vma_state(fx.world, "A") == "freed"
     assert attrs.evolve(s) == RcuState()

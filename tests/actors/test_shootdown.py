@@ -2,65 +2,79 @@
 
 from __future__ import annotations
 
-from vmactors.actors import shootdown
-from vmactors.actors.messages import Effects, Message
-from vmactors.actors.shootdown import ShootdownState
+from vmactors.actors.base import Stepped, step_actor
+from vmactors.actors.messages import Ack, Flush, Ipi, Message, ShootdownToken
+from vmactors.actors.shootdown import Shootdown, ShootdownState
+from vmactors.ids import SHOOTDOWN, cpu
+from vmactors.log.schema import render_fields
 from vmactors.mm.world import World
 
 ADDR = 0x7EFFFFFFE000
 
 
-def deliver(state: ShootdownState, msg: Message, ncpus: int) -> tuple[ShootdownState, Effects]:
-    fx = Effects(World(), "shootdown")
-    return shootdown.handle(state, fx, msg, ncpus), fx
+def deliver(state: ShootdownState, src: int, msg: Message, ncpus: int) -> tuple[ShootdownState, Stepped]:
+    out = step_actor(Shootdown(ncpus), state, World.empty(), msg, src=cpu(src))
+    return out.state, out
 
 
-def flush(cpu: int, addr: int = ADDR, pages: int = 2) -> Message:
-    return Message("flush", f"cpu{cpu}", "shootdown", addr=addr, pages=pages)
+def flush(addr: int = ADDR, pages: int = 2) -> Flush:
+    return Flush(addr=addr, pages=pages)
 
 
-def ack_for(ipi: Message, cpu: int) -> Message:
-    return Message("ack", f"cpu{cpu}", "shootdown", addr=ipi.addr, pages=ipi.pages, arg=ipi.arg)
+def ack_for(ipi: Message) -> Ack:
+    assert isinstance(ipi, Ipi)
+    return Ack(addr=ipi.addr, pages=ipi.pages, token=ipi.token)
+
+
+def sent(fx: Stepped) -> list[tuple[str, str, int, int]]:
+    """(kind, receiver, addr, pages) of every message the step sent."""
+    out = []
+    for dst, m in fx.sent:
+        assert m.range is not None
+        out.append((m.KIND, dst.name, *m.range))
+    return out
 
 
 def test_an_ipi_goes_to_every_cpu_but_the_initiator() -> None:
-    s, fx = deliver(ShootdownState(), flush(2), ncpus=4)
-    assert [(m.kind, m.dst, m.addr, m.pages) for m in fx.out] == [
-        ("ipi", "cpu0", ADDR, 2), ("ipi", "cpu1", ADDR, 2), ("ipi", "cpu3", ADDR, 2)]
-    ipis = [f for n, f in fx.events if n == "ipi.send"]
+    s, fx = deliver(ShootdownState(), 2, flush(), ncpus=4)
+    assert sent(fx) == [("ipi", "cpu0", ADDR, 2), ("ipi", "cpu1", ADDR, 2), ("ipi", "cpu3", ADDR, 2)]
+    assert {m for _, m in fx.sent} == {Ipi(addr=ADDR, pages=2, token=ShootdownToken(2, ADDR, 2))}
+    ipis = [render_fields(e) for e in fx.events if e.NAME == "ipi.send"]
     assert ipis == [{"cpu": c, "addr": ADDR, "pages": 2} for c in (0, 1, 3)]
-    assert shootdown.waiting_for(s) is not None and "cpu0, cpu1, cpu3" in shootdown.waiting_for(s)
+    waiting = Shootdown(4).waiting_for(s)
+    assert waiting is not None and "cpu0, cpu1, cpu3" in waiting
 
 
 def test_flush_done_only_after_the_last_ack() -> None:
-    s, fx = deliver(ShootdownState(), flush(1), ncpus=3)
-    ipis = {m.dst: m for m in fx.out}
-    s, fx = deliver(s, ack_for(ipis["cpu2"], 2), ncpus=3)
-    assert fx.out == []
-    assert "cpu0" in (shootdown.waiting_for(s) or "") and "cpu2" not in (shootdown.waiting_for(s) or "")
-    s, fx = deliver(s, ack_for(ipis["cpu0"], 0), ncpus=3)
-    assert [(m.kind, m.dst, m.addr, m.pages) for m in fx.out] == [("flush_done", "cpu1", ADDR, 2)]
-    assert s == ShootdownState() and shootdown.waiting_for(s) is None
+    sd = Shootdown(3)
+    s, fx = deliver(ShootdownState(), 1, flush(), ncpus=3)
+    ipis = {dst.name: m for dst, m in fx.sent}
+    s, fx = deliver(s, 2, ack_for(ipis["cpu2"]), ncpus=3)
+    assert fx.sent == ()
+    assert "cpu0" in (sd.waiting_for(s) or "") and "cpu2" not in (sd.waiting_for(s) or "")
+    s, fx = deliver(s, 0, ack_for(ipis["cpu0"]), ncpus=3)
+    assert sent(fx) == [("flush_done", "cpu1", ADDR, 2)]
+    assert s == ShootdownState() and sd.waiting_for(s) is None
 
 
 def test_a_single_cpu_gets_flush_done_at_once() -> None:
-    s, fx = deliver(ShootdownState(), flush(0, pages=1), ncpus=1)
-    assert [(m.kind, m.dst, m.addr, m.pages) for m in fx.out] == [("flush_done", "cpu0", ADDR, 1)]
-    assert not any(n == "ipi.send" for n, _ in fx.events)
+    s, fx = deliver(ShootdownState(), 0, flush(pages=1), ncpus=1)
+    assert sent(fx) == [("flush_done", "cpu0", ADDR, 1)]
+    assert not any(e.NAME == "ipi.send" for e in fx.events)
     assert s == ShootdownState()
 
 
 def test_two_flushes_in_flight_are_kept_apart() -> None:
     other = ADDR - 0x10000
-    s, fx1 = deliver(ShootdownState(), flush(0, ADDR, 1), ncpus=2)
-    s, fx2 = deliver(s, flush(1, other, 1), ncpus=2)
-    to_cpu1 = fx1.out[0]
-    to_cpu0 = fx2.out[0]
+    s, fx1 = deliver(ShootdownState(), 0, flush(ADDR, 1), ncpus=2)
+    s, fx2 = deliver(s, 1, flush(other, 1), ncpus=2)
+    to_cpu1 = fx1.to(cpu(1))[0]
+    to_cpu0 = fx2.to(cpu(0))[0]
     # cpu0 acks cpu1's flush: only cpu1 hears it is done.
-    s, fx = deliver(s, ack_for(to_cpu0, 0), ncpus=2)
-    assert [(m.kind, m.dst, m.addr) for m in fx.out] == [("flush_done", "cpu1", other)]
-    s, fx = deliver(s, ack_for(to_cpu1, 1), ncpus=2)
-    assert [(m.kind, m.dst, m.addr) for m in fx.out] == [("flush_done", "cpu0", ADDR)]
+    s, fx = deliver(s, 0, ack_for(to_cpu0), ncpus=2)
+    assert [(k, dst, addr) for k, dst, addr, _ in sent(fx)] == [("flush_done", "cpu1", other)]
+    s, fx = deliver(s, 1, ack_for(to_cpu1), ncpus=2)
+    assert [(k, dst, addr) for k, dst, addr, _ in sent(fx)] == [("flush_done", "cpu0", ADDR)]
     assert s == ShootdownState()
 
 
@@ -69,10 +83,10 @@ def test_a_cpu_blocked_on_a_lock_still_flushes_and_acks(scenario) -> None:
     the flush's token, even while the CPU's fault waits for the rwsem."""
     import attrs
 
-    from vmactors.actors import cpu as cpu_actor
-    from vmactors.actors.cpu import FaultTask
+    from vmactors.actors.cpu import CpuActor
+    from vmactors.actors.tasks import FaultTask
     from vmactors.policies import get_policy
-    from vmactors.sim.setup import build
+    from vmactors.system.machine import Machine
 
     s = scenario("""
         name = "ipi"
@@ -88,19 +102,20 @@ def test_a_cpu_blocked_on_a_lock_still_flushes_and_acks(scenario) -> None:
         [[thread]]
         ops = ["munmap A"]
     """)
-    system, program, where = build(s)
-    a, b = where["A"], where["B"]
+    machine = Machine(s, "mmap_sem")
+    system = machine.initial
+    a, b = machine.labels["A"], machine.labels["B"]
     cpu0 = attrs.evolve(system.cpus[0], task=FaultTask(phase="lookup", vaddr=b, access="load", waiting="grant"))
     assert set(cpu0.tlb) == {a, a + 4096, b}
-    token = (1, a, 2)
-    fx = Effects(system.world, "cpu0")
-    ipi = Message("ipi", "shootdown", "cpu0", addr=a, pages=2, arg=token)
-    policy = get_policy("mmap_sem")
-    assert cpu_actor.accepts(cpu0, ipi, policy)
-    after = cpu_actor.handle(cpu0, fx, ipi, program, policy)
+    token = ShootdownToken(1, a, 2)
+    ipi = Ipi(addr=a, pages=2, token=token)
+    actor = CpuActor(0, get_policy("mmap_sem"), machine.program)
+    assert ipi.KIND not in actor.rejects(cpu0)
+    out = step_actor(actor, cpu0, system.world, ipi, src=SHOOTDOWN)
+    after = out.state
     assert set(after.tlb) == {b}
     assert after.task == cpu0.task  # still waiting for its grant
-    assert [(m.kind, m.dst, m.addr, m.pages, m.arg) for m in fx.out] == [("ack", "shootdown", a, 2, token)]
-    assert [n for n, _ in fx.events if n != "msg.send"] == ["tlb.flush", "ipi.ack"]
+    assert out.sent == ((SHOOTDOWN, Ack(addr=a, pages=2, token=token)),)
+    assert [e.NAME for e in out.events] == ["tlb.flush", "ipi.ack"]
     # The irqs-off ablation is the one policy under which it does not take it.
-    assert not cpu_actor.accepts(cpu0, ipi, get_policy("mmap_sem-irqs-off-wait"))
+    assert ipi.KIND in CpuActor(0, get_policy("mmap_sem-irqs-off-wait"), machine.program).rejects(cpu0)

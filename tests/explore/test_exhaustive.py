@@ -202,25 +202,22 @@ def count_paths(scen, policy: str, invariant: str) -> tuple[int, int]:
     interleaving, and those that pass through a step violating `invariant`."""
     from vmactors.explore.canon import state_key
     from vmactors.invariants import check_step
-    from vmactors.policies import get_policy
-    from vmactors.sim.setup import build
-    from vmactors.sim.system import apply, enabled
+    from vmactors.system.machine import Machine
 
-    pol = get_policy(policy)
-    init, program, _ = build(scen)
+    machine = Machine(scen, policy)
     memo: dict = {}
 
     def paths(system, violated: bool) -> tuple[int, int]:
-        key = (state_key(system), violated)
+        key = (state_key(machine, system), violated)
         if key in memo:
             return memo[key]
-        steps = enabled(system, program, pol)
+        steps = machine.enabled(system)
         if not steps:
-            done = (1, 1 if violated or (invariant == "deadlock" and not _finished(system, program)) else 0)
+            done = (1, 1 if violated or (invariant == "deadlock" and not machine.finished(system)) else 0)
         else:
             total = bad = 0
             for st in steps:
-                r = apply(system, st, program, pol)
+                r = machine.apply(system, st)
                 v = violated or any(x.invariant == invariant for x in check_step(system, r))
                 t, b = paths(r.system, v)
                 total += t
@@ -229,13 +226,7 @@ def count_paths(scen, policy: str, invariant: str) -> tuple[int, int]:
         memo[key] = done
         return done
 
-    return paths(init, False)
-
-
-def _finished(system, program) -> bool:
-    from vmactors.sim.system import finished
-
-    return finished(system, program)
+    return paths(machine.initial, False)
 
 
 @pytest.mark.parametrize("policy, invariant, text", [

@@ -3,16 +3,25 @@ the ablations of DESIGN §4, each tripping its invariant where its parent is cle
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 
-from vmactors.actors.messages import Effects
+from vmactors.actors.effects import Effects, Note, TlbAccess, UnmapReturned
+from vmactors.actors.kernel import Kernel
+from vmactors.actors.tasks import CpuState, ThreadProgram
 from vmactors.explore.exhaustive import explore_exhaustive
+from vmactors.ids import MM0, cpu
 from vmactors.invariants import check_step
+from vmactors.log.schema import Event, PteInstall, TlbFill, TreeStore
+from vmactors.mm.frames import FrameTable
 from vmactors.mm.page_table import Pte
-from vmactors.policies.base import read_vma
-from vmactors.sim.setup import build
-from vmactors.sim.system import StepResult, System
+from vmactors.mm.vma import Vma
+from vmactors.mm.world import AddressSpace
+from vmactors.policies import get_policy
+from vmactors.system.machine import Machine
+from vmactors.system.state import StepResult, System
 
 TWO_CPUS = """
     name = "two"
@@ -31,11 +40,11 @@ TWO_CPUS = """
 
 @pytest.fixture
 def base(scenario):
-    system, program, where = build(scenario(TWO_CPUS))
-    return system, where["A"], where["B"]
+    m = Machine(scenario(TWO_CPUS), "mmap_sem")
+    return m.initial, m.labels["A"], m.labels["B"]
 
 
-def step(after: System, *events: tuple[str, dict], notes: tuple = ()) -> StepResult:
+def step(after: System, *events: Event, notes: tuple[Note, ...] = ()) -> StepResult:
     return StepResult(after, tuple(events), (), None, tuple(notes), 0)
 
 
@@ -43,28 +52,64 @@ def names(violations) -> list[str]:
     return [v.invariant for v in violations]
 
 
-def with_tlb(system: System, cpu: int, page: int, pte: Pte | None) -> System:
-    c = system.cpus[cpu]
-    tlb = c.tlb.delete(page) if pte is None else c.tlb.set(page, pte)
-    return attrs.evolve(system, cpus=system.cpus[:cpu] + (attrs.evolve(c, tlb=tlb),) + system.cpus[cpu + 1:])
+# --- the events a step logs, as they describe the state after it ---------------------
 
 
-def with_world(system: System, **changes) -> System:
-    return attrs.evolve(system, world=attrs.evolve(system.world, **changes))
+def tlb_fill(after: System, c: int, page: int) -> TlbFill:
+    """cpu`c` cached the PTE for `page` (the entry its TLB now holds)."""
+    e = after.cpus[c].tlb[page]
+    return TlbFill(cpu=c, addr=page, pages=1, frame=e.frame, vma=e.vma, prot=e.prot)
+
+
+def pte_install(after: System, c: int, page: int) -> PteInstall:
+    """cpu`c` installed the PTE `page` now has."""
+    p = after.world.mm(MM0).ptes[page]
+    return PteInstall(cpu=c, addr=page, pages=1, frame=p.frame, vma=p.vma, prot=p.prot)
+
+
+# --- hand-built states ------------------------------------------------------------------
+
+
+def with_tlb(system: System, c: int, page: int, pte: Pte | None) -> System:
+    old = system.cpus[c]
+    tlb = old.tlb.delete(page) if pte is None else old.tlb.set(page, pte)
+    # CPUs come first in the actor slots: cpu`c` is slot `c`.
+    return attrs.evolve(system, actors=system.actors[:c] + (attrs.evolve(old, tlb=tlb),) + system.actors[c + 1:])
+
+
+def with_space(system: System, space: AddressSpace) -> System:
+    return attrs.evolve(system, world=system.world.with_mm(MM0, space))
+
+
+def with_mm(system: System, **changes: Any) -> System:
+    """The system with its address space's fields changed (tree, ptes, writers, …)."""
+    return with_space(system, attrs.evolve(system.world.mm(MM0), **changes))
+
+
+def with_frames(system: System, frames: FrameTable) -> System:
+    return attrs.evolve(system, world=system.world.with_frames(frames))
+
+
+def set_vma(space: AddressSpace, vma: Vma) -> AddressSpace:
+    return attrs.evolve(space, vmas=space.vmas.set(vma.id, vma))
+
+
+def read_vma(fx: Effects, c: CpuState, vid: str) -> None:
+    """A fault path on CPU `c` reads VMA `vid` it found earlier."""
+    Kernel(fx, c, get_policy("mmap_sem"), ThreadProgram(None)).read_vma(vid)
 
 
 def test_the_initial_state_is_clean(base) -> None:
     system, a, _ = base
-    assert check_step(system, step(system, ("tlb.fill", {"cpu": 0, "addr": a}),
-                                   ("pte.install", {"cpu": 0, "addr": a}))) == []
+    assert check_step(system, step(system, tlb_fill(system, 0, a), pte_install(system, 0, a))) == []
 
 
 def test_coherence_two_tlbs(base) -> None:
     system, a, _ = base
     frames, other = system.world.frames.alloc("anon:X:0", 0)
     old = system.cpus[1].tlb[a]
-    after = with_tlb(with_world(system, frames=frames), 1, a, attrs.evolve(old, frame=other))
-    v = check_step(system, step(after, ("tlb.fill", {"cpu": 1, "addr": a, "pages": 1})))
+    after = with_tlb(with_frames(system, frames), 1, a, attrs.evolve(old, frame=other))
+    v = check_step(system, step(after, tlb_fill(after, 1, a)))
     assert names(v) == ["coherence"]
     assert v[0].fields()["addr"] == a
     assert "cpu0's TLB" in v[0].detail and "cpu1's TLB" in v[0].detail
@@ -73,10 +118,11 @@ def test_coherence_two_tlbs(base) -> None:
 def test_coherence_a_tlb_and_the_pte(base) -> None:
     system, a, _ = base
     frames, other = system.world.frames.alloc("anon:X:0", 0)
-    pte = attrs.evolve(system.world.ptes[a], frame=other)
-    after = with_world(system, frames=frames, ptes=system.world.ptes.set(a, pte))
+    ptes = system.world.mm(MM0).ptes
+    pte = attrs.evolve(ptes[a], frame=other)
+    after = with_mm(with_frames(system, frames), ptes=ptes.set(a, pte))
     after = with_tlb(after, 1, a, None)
-    v = check_step(system, step(after, ("pte.install", {"cpu": 1, "addr": a, "pages": 1})))
+    v = check_step(system, step(after, pte_install(after, 1, a)))
     assert names(v) == ["coherence"]
     assert "the PTE" in v[0].detail and "cpu0's TLB" in v[0].detail
 
@@ -86,20 +132,21 @@ def test_coherence_needs_someone_to_reach_the_pte(base) -> None:
     no two CPUs reach different frames (the flush that follows is what matters)."""
     system, a, _ = base
     frames, other = system.world.frames.alloc("anon:X:0", 0)
-    pte = attrs.evolve(system.world.ptes[a], frame=other)
-    after = with_world(system, frames=frames, ptes=system.world.ptes.set(a, pte))
-    assert check_step(system, step(after, ("pte.install", {"cpu": 1, "addr": a, "pages": 1}))) == []
+    ptes = system.world.mm(MM0).ptes
+    pte = attrs.evolve(ptes[a], frame=other)
+    after = with_mm(with_frames(system, frames), ptes=ptes.set(a, pte))
+    assert check_step(system, step(after, pte_install(after, 1, a))) == []
 
 
 def test_frame_uaf_a_freed_frame(base) -> None:
     system, a, _ = base
     entry = system.cpus[0].tlb[a]
-    freed = with_world(system, frames=system.world.frames.release(entry.frame))
-    v = check_step(freed, step(freed, notes=(("access", (0, a, entry)),)))
+    freed = with_frames(system, system.world.frames.release(entry.frame))
+    v = check_step(freed, step(freed, notes=(TlbAccess(0, a, entry),)))
     assert names(v) == ["frame-uaf"]
     assert v[0].fields()["frame"] == entry.frame and "was freed" in v[0].detail
     # The same access to the frame while it is still in use is fine.
-    assert check_step(system, step(system, notes=(("access", (0, a, entry)),))) == []
+    assert check_step(system, step(system, notes=(TlbAccess(0, a, entry),))) == []
 
 
 def test_frame_uaf_a_frame_given_to_another_owner(base) -> None:
@@ -107,83 +154,83 @@ def test_frame_uaf_a_frame_given_to_another_owner(base) -> None:
     entry = system.cpus[0].tlb[a]
     frames, again = system.world.frames.release(entry.frame).alloc("anon:1.0:0", 0)
     assert again == entry.frame  # LIFO reuse
-    reused = with_world(system, frames=frames)
-    v = check_step(reused, step(reused, notes=(("access", (0, a, entry)),)))
+    reused = with_frames(system, frames)
+    v = check_step(reused, step(reused, notes=(TlbAccess(0, a, entry),)))
     assert names(v) == ["frame-uaf"] and "anon:1.0:0" in v[0].detail
 
 
 def test_vma_uaf(base) -> None:
     system, _, _ = base
-    world = system.world.set_vma(attrs.evolve(system.world.vma("A"), state="freed"))
-    fx = Effects(world, "cpu0")
+    space = system.world.mm(MM0)
+    world = system.world.with_mm(MM0, set_vma(space, attrs.evolve(space.vmas["A"], state="freed")))
+    fx = Effects(world, cpu(0))
     read_vma(fx, system.cpus[0], "A")
     v = check_step(system, step(attrs.evolve(system, world=world), notes=tuple(fx.notes)))
     assert names(v) == ["vma-uaf"] and v[0].fields() == {"cpu": 0, "vma": "A"}
     # Reading a live or detached VMA is no use-after-free.
     for state in ("live", "detached"):
-        fx = Effects(system.world.set_vma(attrs.evolve(system.world.vma("A"), state=state)), "cpu0")
+        fx = Effects(system.world.with_mm(MM0, set_vma(space, attrs.evolve(space.vmas["A"], state=state))), cpu(0))
         read_vma(fx, system.cpus[0], "A")
         assert fx.notes == []
 
 
 def test_orphan_pte_no_vma_covers_it(base) -> None:
     system, a, _ = base
-    world = system.world
-    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, None))
-    world = world.set_vma(attrs.evolve(world.vma("A"), state="detached"))
-    after = attrs.evolve(system, world=world)
-    ev = ("tree.store", {"addr": a, "pages": 1, "entry": "null"})
+    space = system.world.mm(MM0)
+    space = attrs.evolve(space, tree=space.tree.store(a, a + 4096, None))
+    space = set_vma(space, attrs.evolve(space.vmas["A"], state="detached"))
+    after = with_space(system, space)
+    ev = TreeStore(addr=a, pages=1, entry="null")
     v = check_step(system, step(after, ev))
     assert names(v) == ["orphan-pte"] and "no live VMA" in v[0].detail
     # Inside the writer's operation on that page it is expected.
-    busy = attrs.evolve(after, world=attrs.evolve(world, writers=frozenset({(1, a, a + 4096)})))
+    busy = with_mm(after, writers=frozenset({(1, a, a + 4096)}))
     assert check_step(system, step(busy, ev)) == []
 
 
 def test_orphan_pte_installed_through_a_dead_vma(base) -> None:
     system, a, _ = base
-    world = system.world
-    new = attrs.evolve(world.vma("A"), id="1.0", owner="anon:1.0")
-    world = world.set_vma(new).set_vma(attrs.evolve(world.vma("A"), state="detached"))
-    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, "1.0"))
-    after = attrs.evolve(system, world=world)
-    v = check_step(system, step(after, ("pte.install", {"cpu": 0, "addr": a, "pages": 1})))
+    space = system.world.mm(MM0)
+    new = attrs.evolve(space.vmas["A"], id="1.0", owner="anon:1.0")
+    space = set_vma(set_vma(space, new), attrs.evolve(space.vmas["A"], state="detached"))
+    space = attrs.evolve(space, tree=space.tree.store(a, a + 4096, "1.0"))
+    after = with_space(system, space)
+    v = check_step(system, step(after, pte_install(after, 0, a)))
     assert "orphan-pte" in names(v)
     assert any("installed through vma A" in x.detail for x in v)
 
 
 def test_munmap_incomplete_at_return(base) -> None:
     system, a, _ = base
-    world = system.world
-    world, _ = world.zap_range(a, 1)
-    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, None), unmapped=frozenset({"A"}))
-    world = world.set_vma(attrs.evolve(world.vma("A"), state="detached"))
-    after = with_tlb(attrs.evolve(system, world=world), 1, a, None)  # cpu1 flushed; cpu0 did not
-    v = check_step(system, step(after, notes=(("munmap-returned", (1, ("A",))),)))
+    space = system.world.mm(MM0)
+    space = attrs.evolve(space, ptes=space.ptes.delete(a))  # A's one page zapped
+    space = attrs.evolve(space, tree=space.tree.store(a, a + 4096, None), unmapped=frozenset({"A"}))
+    space = set_vma(space, attrs.evolve(space.vmas["A"], state="detached"))
+    after = with_tlb(with_space(system, space), 1, a, None)  # cpu1 flushed; cpu0 did not
+    v = check_step(system, step(after, notes=(UnmapReturned(1, ("A",)),)))
     assert names(v) == ["munmap-incomplete"]
     assert "cpu0's TLB" in v[0].detail and v[0].fields()["vma"] == "A"
     # Once cpu0 has flushed too, the return is fine.
     done = with_tlb(after, 0, a, None)
-    assert check_step(system, step(done, notes=(("munmap-returned", (1, ("A",))),))) == []
+    assert check_step(system, step(done, notes=(UnmapReturned(1, ("A",)),))) == []
 
 
 def test_munmap_incomplete_ignores_a_newer_mapping(base) -> None:
     system, a, _ = base
-    world = system.world
-    new = attrs.evolve(world.vma("A"), id="1.0", owner="anon:1.0")
-    world = world.set_vma(new).set_vma(attrs.evolve(world.vma("A"), state="detached"))
-    world = attrs.evolve(world, tree=world.tree.store(a, a + 4096, "1.0"), unmapped=frozenset({"A"}))
-    pte = Pte(frame=world.ptes[a].frame, prot="rw", vma="1.0", owner=new.frame_owner(a))
-    world = world.install_pte(a, pte)
-    after = with_tlb(with_tlb(attrs.evolve(system, world=world), 0, a, pte), 1, a, pte)
-    assert check_step(system, step(after, notes=(("munmap-returned", (1, ("A",))),))) == []
+    space = system.world.mm(MM0)
+    new = attrs.evolve(space.vmas["A"], id="1.0", owner="anon:1.0")
+    space = set_vma(set_vma(space, new), attrs.evolve(space.vmas["A"], state="detached"))
+    space = attrs.evolve(space, tree=space.tree.store(a, a + 4096, "1.0"), unmapped=frozenset({"A"}))
+    pte = Pte(frame=space.ptes[a].frame, prot="rw", vma="1.0", owner=new.frame_owner(a))
+    space = attrs.evolve(space, ptes=space.ptes.set(a, pte))
+    after = with_tlb(with_tlb(with_space(system, space), 0, a, pte), 1, a, pte)
+    assert check_step(system, step(after, notes=(UnmapReturned(1, ("A",)),))) == []
 
 
 def test_munmap_incomplete_a_translation_made_after_return(base) -> None:
     system, a, _ = base
-    world = attrs.evolve(system.world, unmapped=frozenset({"A"}))
-    after = attrs.evolve(system, world=world)
-    v = check_step(system, step(after, ("tlb.fill", {"cpu": 0, "addr": a, "pages": 1})))
+    after = with_mm(system, unmapped=frozenset({"A"}))
+    v = check_step(system, step(after, tlb_fill(after, 0, a)))
     assert "munmap-incomplete" in names(v)
 
 

@@ -9,7 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from vmactors.mm.layout import MMAP_BASE, MMAP_MIN, PAGE_SIZE
 from vmactors.mm.vma_tree import ZERO, VmaTree
-from vmactors.sim.setup import layout
+from vmactors.system.setup import layout
 
 #: The window the model tests work in: the top 12 pages under the mmap base, and
 #: 4 pages at the bottom of the user range (so a gap that runs down to MMAP_MIN

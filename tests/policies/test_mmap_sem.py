@@ -172,7 +172,7 @@ def test_step_by_step_a_fault_queued_on_the_rwsem_takes_the_ipi(scenario, log_sc
     import io
 
     from vmactors.sim.run import Run
-    from vmactors.sim.setup import layout
+    from vmactors.system.setup import layout
     from vmactors.sim.strategies import ReplayStrategy
 
     s = scenario(BLOCKED_READER)
@@ -184,12 +184,12 @@ def test_step_by_step_a_fault_queued_on_the_rwsem_takes_the_ipi(scenario, log_sc
     def take(actor: str, src: str | None = None):
         steps = run.enabled()
         for i, st in enumerate(steps):
-            if st.actor == actor and (st.channel[0] if st.channel else None) == src:
+            if st.actor.name == actor and (st.src.name if st.src else None) == src:
                 return run.take(i)
-        raise AssertionError(f"{actor} <- {src} is not enabled: {[st.describe() for st in steps]}")
+        raise AssertionError(f"{actor} <- {src} is not enabled: {[run.machine.describe(run.system, st) for st in steps]}")
 
     def names(result) -> list[str]:
-        return [n for n, _ in result.events if n != "msg.send"]
+        return [e.NAME for e in result.events if not isinstance(e, int)]
 
     take("cpu1")                                   # munmap B: down_write
     assert "lock.acquire" in names(take("mmap_sem", "cpu1"))

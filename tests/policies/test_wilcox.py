@@ -109,7 +109,7 @@ def test_a_vma_is_freed_after_its_last_reference_and_a_grace_period(scenario, wa
     assert ends
     assert not any(t.memo[2] for t in ends)
     assert all(t.memo[0] == 0 and t.memo[1] == "ended" for t in ends)
-    assert all(t.system.world.vmas["A"].state == "freed" for t in ends)
+    assert all(t.system.world.mm().vmas["A"].state == "freed" for t in ends)
     # The last reference is sometimes the munmap's (cpu1), sometimes the fault's (cpu0).
     assert {t.memo[3] for t in ends} == {0, 1}
     assert not any(t.violations for t in ends)
@@ -195,7 +195,7 @@ def test_mprotect_publishes_a_copy_and_a_racing_fault_retries(scenario, walk) ->
     outcomes = {tuple(sorted(t.regs.items())) for t in ends}
     assert outcomes == {(("0:r0", 2),), (("0:fault", "segv"), ("0:r0", 1))}
     assert not any(t.violations for t in ends)
-    assert all(t.system.world.vmas["1.0"].prot == "r" for t in ends)
+    assert all(t.system.world.mm().vmas["1.0"].prot == "r" for t in ends)
 
 
 # A read-only mapping whose PTE is present; thread 1 makes the range writable, by

@@ -1,291 +1,302 @@
 """The CPU actor: runs its thread's ops, owns its TLB, answers IPIs and RCU.
 
-The generic part lives here (op dispatch, TLB hit / page walk / access, IPIs,
+The generic part lives here (starting an op, TLB hit / page walk / access, IPIs,
 quiescent states); everything a locking design decides — the fault path and the
-writer syscalls — is delegated to the policy object, phase by phase. A CPU halfway
-through a fault or a syscall is an explicit `FaultTask` / `SyscallTask` value.
+writer syscalls — is a task whose phase the CPU looks up in the policy's protocol
+table (`vmactors.actors.phases`) and runs.
+
+| step | what the CPU does |
+|---|---|
+| own step, no task | start the next op: a load or store (TLB hit, else a page walk that fills the TLB, else a fault whose `start` phase runs in the same step), or a syscall (its `start` phase runs in the same step) |
+| own step, a runnable task | run the task's phase |
+| `ipi` | flush its TLB for the range, `ack` (whatever it is doing: interrupts) |
+| `qs_request` | report a quiescent state, or owe one until it leaves its RCU read-side section |
+| the message its task (or tail) waits for | run that task's phase with the message |
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Union
+from collections.abc import Iterable, Mapping
+from typing import final
 
 import attrs
 import immutables
 
-from ..mm.layout import page_of
-from ..mm.page_table import TlbEntry
-from ..mm.tlb import flush_tlb_range
+from ..ids import RCU, SHOOTDOWN, ActorId, cpu
+from ..log.schema import FaultBegin, IpiAck, MemLoad, MemStore, OpBegin, SyscallBegin
+from ..mm.layout import page_of, page_range
+from ..mm.page_table import Pte
 from ..mm.vma import prot_allows
-from ..scenario.model import Load, Mmap, MmapFixed, Mprotect, Munmap, Op, RegValue, Store
-from .messages import Effects, Message
-
-if TYPE_CHECKING:
-    from ..policies.base import Policy
-
-
-@attrs.frozen(cache_hash=True)
-class FaultTask:
-    """A page fault in progress. `phase` names the next protocol step; `waiting` the
-    message kind it is blocked on (None: runnable)."""
-
-    phase: str
-    vaddr: int
-    access: Literal["load", "store"]
-    waiting: str | None = None
-    vma: str | None = None
-    #: The frame this fault will map (a fresh anon frame, or the page-cache frame).
-    frame: int | None = None
-    fresh: bool = False
-    #: What the fault holds: "mmap_sem", "rcu", "ref", "vma_read".
-    holds: tuple[str, ...] = ()
-
-    @property
-    def page(self) -> int:
-        return page_of(self.vaddr)
+from ..mm.world import World
+from ..ops import Load, Mmap, MmapFixed, Mprotect, Munmap, Store
+from . import footprint as fp
+from .base import Actor
+from .effects import Effects, TlbAccess
+from .footprint import EMPTY, Footprint
+from .kernel import Kernel
+from .messages import INTERRUPTS, Ack, Envelope, Ipi, MapRequest, Message, Qs, QsRequest
+from .phases import EXIT, START, View
+from .policy import Policy
+from .tasks import CpuState, FaultTask, Program, SyscallTask, Task, ThreadProgram
 
 
-@attrs.frozen(cache_hash=True)
-class MapRequest:
-    """What a new mapping should be: the tree owner builds the VMA from it."""
-
-    vma: str
-    pages: int
-    kind: Literal["anon", "file"]
-    file: str | None
-    fill: int
-    prot: str = "rw"
-    at: int | None = None
-    #: pervma: the VMA is write-locked from the moment it enters the tree until the
-    #: writer's mmap_write_unlock ("always lock new vma before inserting").
-    write_locked: bool = False
-
-
-@attrs.frozen(cache_hash=True)
-class SyscallTask:
-    """A writer syscall (mmap, MAP_FIXED, munmap, mprotect) in progress."""
-
-    op: Literal["mmap", "mmap-fixed", "munmap", "mprotect"]
-    phase: str
-    start: int | None
-    pages: int
-    waiting: str | None = None
-    request: MapRequest | None = None
-    prot: str | None = None
-    label: str | None = None
-    #: VMAs the operation removed or replaced.
-    old: tuple[str, ...] = ()
-    #: The VMA it created (mmap, MAP_FIXED, an mprotect copy).
-    new: str | None = None
-    #: Frames to free once the shootdown is done.
-    frames: tuple[int, ...] = ()
-    #: Return value once known (an address, or 0).
-    ret: RegValue | None = None
-
-
-Task = Union[FaultTask, SyscallTask]
-
-
-@attrs.frozen(cache_hash=True)
-class CpuState:
-    id: int
-    thread: int | None = None
-    pc: int = 0
-    #: Register name -> value.
-    regs: immutables.Map[str, RegValue] = immutables.Map()
-    tlb: immutables.Map[int, TlbEntry] = immutables.Map()
-    task: Task | None = None
-    #: Whether the current op has logged `op.begin` (a faulting access restarts).
-    started: bool = False
-    #: rcu_read_lock() nesting.
-    rcu_nesting: int = 0
-    #: A quiescent-state request arrived inside a read-side section.
-    qs_owed: bool = False
-    #: wilcox-early-return: a returned munmap's remaining work, run on its completion.
-    tail: SyscallTask | None = None
-
-    @property
-    def name(self) -> str:
-        return f"cpu{self.id}"
-
-
-@attrs.frozen
-class Program:
-    """What the CPUs run: constant for a run, not part of the state."""
-
-    #: per CPU: the thread index (or None) and its ops and op texts.
-    threads: tuple[tuple[int | None, tuple[Op, ...], tuple[str, ...]], ...]
-    #: global label -> (address, pages).
-    maps: immutables.Map[str, tuple[int, int]]
-    #: per thread: local label -> pages its mmap asked for.
-    local_pages: tuple[immutables.Map[str, int], ...]
-    ncpus: int
-
-    def ops(self, cpu: int) -> tuple[Op, ...]:
-        return self.threads[cpu][1]
-
-
-def runnable(cpu: CpuState, program: Program) -> bool:
-    """Whether the CPU has a step of its own to take (not waiting for a message)."""
-    if cpu.task is not None:
-        return cpu.task.waiting is None
-    return cpu.pc < len(program.ops(cpu.id))
-
-
-def finished(cpu: CpuState, program: Program) -> bool:
-    return cpu.task is None and cpu.pc >= len(program.ops(cpu.id))
-
-
-def accepts(cpu: CpuState, msg: Message, policy: "Policy") -> bool:
-    """Whether a message can be delivered now. Interrupts are always taken, except
-    by a CPU the policy makes wait for a lock with interrupts off."""
-    if msg.kind in ("ipi", "qs_request") and policy.irqs_off_lock_wait:
-        task = cpu.task
-        if task is not None and task.waiting == "grant":
-            return False
-    return True
-
-
-def waiting_for(cpu: CpuState) -> str | None:
-    task = cpu.task
-    if task is None or task.waiting is None:
-        return None
-    what = "fault" if isinstance(task, FaultTask) else task.op
-    return f"{task.waiting} ({what}, phase {task.phase})"
-
-
-# --- addresses and registers --------------------------------------------------
-
-
-def resolve(cpu: CpuState, program: Program, label: str | None, offset: int) -> int:
+def resolve(state: CpuState, program: Program, label: str | None, offset: int) -> int:
     """The virtual address of `LABEL+OFFSET` (or of an absolute address)."""
     if label is None:
         return offset
-    if label in cpu.regs:
-        base = cpu.regs[label]
+    if label in state.regs:
+        base = state.regs[label]
         return (base if isinstance(base, int) else 0) + offset
     return program.maps[label][0] + offset
 
 
-def label_range(cpu: CpuState, program: Program, label: str) -> tuple[int, int]:
+def label_range(state: CpuState, program: Program, label: str) -> tuple[int, int]:
     """(start, pages) of the mapping a label names."""
-    if label in cpu.regs:
-        base = cpu.regs[label]
-        thread = program.threads[cpu.id][0]
-        assert thread is not None
-        return (base if isinstance(base, int) else 0), program.local_pages[thread][label]
+    if label in state.regs:
+        base = state.regs[label]
+        return (base if isinstance(base, int) else 0), program.threads[state.id].local_pages[label]
     return program.maps[label]
 
 
-def finish_op(fx: Effects, cpu: CpuState, program: Program, result: RegValue | None = None, reg: str | None = None) -> CpuState:
-    """End the current op: set its register, log `op.end`, move to the next op."""
-    regs = cpu.regs if reg is None or result is None else cpu.regs.set(reg, result)
-    thread = program.threads[cpu.id][0]
-    fx.emit("op.end", cpu=cpu.id, thread=thread, index=cpu.pc, text=program.threads[cpu.id][2][cpu.pc], result=result)
-    return attrs.evolve(cpu, regs=regs, pc=cpu.pc + 1, task=None, started=False)
+class RoutingError(RuntimeError):
+    """A message reached a CPU that was not waiting for it, or a handler moved to a
+    phase its protocol row does not list."""
 
 
-def segv(fx: Effects, cpu: CpuState, program: Program, task: FaultTask, reason: str) -> CpuState:
-    """SIGSEGV: the register gets `segv` (a store's `fault` register) and the thread
-    goes on, as a program that catches SIGSEGV would."""
-    fx.emit("fault.segv", cpu=cpu.id, addr=task.page, pages=1, reason=reason)
-    op = program.ops(cpu.id)[cpu.pc]
-    reg = op.reg if isinstance(op, Load) else "fault"
-    return finish_op(fx, cpu, program, "segv", reg)
+@final
+class CpuActor(Actor[CpuState]):
+    """CPU `index` of a run under `policy`."""
+
+    def __init__(self, index: int, policy: Policy, program: Program) -> None:
+        self.id: ActorId = cpu(index)
+        self.index = index
+        self.policy = policy
+        self.program = program
+        self.thread: ThreadProgram = program.threads[index]
+        self._table = policy.protocol
+
+    def initial(self) -> CpuState:
+        return CpuState(id=self.index, thread=self.thread.thread)
+
+    # --- what the scheduler asks --------------------------------------------------------------
+
+    def runnable(self, state: CpuState) -> bool:
+        if state.task is not None:
+            return state.task.waiting is None
+        return state.pc < len(self.thread.ops)
+
+    def own_steps(self, state: CpuState) -> int:
+        return 1 if self.runnable(state) else 0
+
+    def rejects(self, state: CpuState) -> frozenset[str]:
+        """Interrupts are always taken, except by a CPU the policy makes wait for the
+        rwsem with interrupts off."""
+        if self.policy.irqs_off_lock_wait and state.task is not None and state.task.waiting == "grant":
+            return INTERRUPTS
+        return frozenset()
+
+    def done(self, state: CpuState) -> bool:
+        return state.task is None and state.pc >= len(self.thread.ops)
+
+    def waiting_for(self, state: CpuState) -> str | None:
+        task = state.task
+        if task is None or task.waiting is None:
+            return None
+        what = "fault" if isinstance(task, FaultTask) else task.op
+        return f"{task.waiting} ({what}, phase {task.phase})"
+
+    # --- one step ----------------------------------------------------------------------------
+
+    def handle(self, state: CpuState, fx: Effects, env: Envelope | None, choice: int) -> CpuState:
+        k = Kernel(fx, state, self.policy, self.thread)
+        if env is None:
+            if state.task is None:
+                self._start_op(k)
+            else:
+                self._run(k, state.task, None, tail=False)
+            return k.cpu
+        msg = env.msg
+        if isinstance(msg, Ipi):
+            k.flush_tlb_local(msg.addr, msg.pages, reason="ipi")
+            k.send(SHOOTDOWN, Ack(addr=msg.addr, pages=msg.pages, token=msg.token))
+            k.emit(IpiAck(cpu=self.index, addr=msg.addr, pages=msg.pages))
+        elif isinstance(msg, QsRequest):
+            if state.rcu_nesting:
+                k.evolve_cpu(qs_owed=True)
+            else:
+                k.send(RCU, Qs())
+        elif self._for_tail(state, msg):
+            assert state.tail is not None
+            self._run(k, state.tail, msg, tail=True)
+        else:
+            task = state.task
+            if task is None or task.waiting != msg.KIND:
+                raise RoutingError(f"{self.id} got {msg.KIND!r} while waiting for "
+                                   f"{task.waiting if task is not None else None!r}")
+            self._run(k, task, msg, tail=False)
+        return k.cpu
+
+    @staticmethod
+    def _for_tail(state: CpuState, msg: Message) -> bool:
+        tail = state.tail
+        return tail is not None and msg.KIND == tail.waiting and msg.range is not None and msg.range[0] == tail.start
+
+    def _run(self, k: Kernel, task: Task, msg: Message | None, *, tail: bool) -> None:
+        """Run `task`'s phase (woken by `msg`, if any) and move it to the next one."""
+        phase = self._table.phase(task.path, task.phase)
+        if msg is not None:
+            task = attrs.evolve(task, waiting=None)
+            if not tail:
+                k.evolve_cpu(task=task)
+        out = phase.handler(k, task, msg)
+        if isinstance(out, str):
+            if out != EXIT or EXIT not in phase.next:
+                raise RoutingError(f"{task.path}.{phase.name} returned {out!r}; its row allows {phase.next}")
+            if tail:
+                k.evolve_cpu(tail=None)
+            return
+        if out.phase not in phase.next:
+            raise RoutingError(f"{task.path}.{phase.name} moved to {out.phase!r}; its row allows {phase.next}")
+        k.evolve_cpu(**{"tail" if tail else "task": out})
+
+    def _start_op(self, k: Kernel) -> None:
+        state = k.cpu
+        op = self.thread.ops[state.pc]
+        text = self.thread.texts[state.pc]
+        if not state.started:
+            assert self.thread.thread is not None
+            k.emit(OpBegin(cpu=self.index, thread=self.thread.thread, index=state.pc, text=text))
+            k.evolve_cpu(started=True)
+        if isinstance(op, Load):
+            self._access(k, resolve(state, self.program, op.addr.label, op.addr.offset), "load")
+            return
+        if isinstance(op, Store):
+            self._access(k, resolve(state, self.program, op.addr.label, op.addr.offset), "store", op.value)
+            return
+        task = self.syscall_task(state)
+        if task.op == "mmap":
+            k.emit(SyscallBegin(cpu=self.index, op="mmap", text=text))
+        else:
+            k.emit(SyscallBegin(cpu=self.index, addr=task.start, pages=task.pages, op=task.op, text=text))
+        k.evolve_cpu(task=task)
+        self._run(k, task, None, tail=False)
+
+    def syscall_task(self, state: CpuState) -> SyscallTask:
+        """The task of the syscall op at the CPU's pc, before its `start` phase."""
+        op = self.thread.ops[state.pc]
+        new_vma = f"{self.thread.thread}.{state.pc}"
+        if isinstance(op, Mmap):
+            req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, at=op.at)
+            return SyscallTask(op="mmap", phase=START, start=None, pages=op.pages, request=req, label=op.label)
+        if isinstance(op, MmapFixed):
+            start, _ = label_range(state, self.program, op.label)
+            req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, at=start)
+            return SyscallTask(op="mmap-fixed", phase=START, start=start, pages=op.pages, request=req)
+        if isinstance(op, Munmap):
+            start, pages = label_range(state, self.program, op.label)
+            return SyscallTask(op="munmap", phase=START, start=start, pages=pages)
+        if isinstance(op, Mprotect):
+            start, pages = label_range(state, self.program, op.label)
+            return SyscallTask(op="mprotect", phase=START, start=start, pages=pages, prot=op.prot, new=new_vma)
+        raise TypeError(op)  # pragma: no cover - the parser admits no other op
+
+    def _access(self, k: Kernel, vaddr: int, kind: str, value: int = 0) -> None:
+        """A load or store: TLB hit, else a page walk that fills the TLB, else a fault."""
+        page = page_of(vaddr)
+        entry = k.tlb_entry(page)
+        if entry is None:
+            pte = k.pte(page)
+            if pte is not None and prot_allows(pte.prot, kind):
+                k.tlb_fill(page, pte)
+                entry = pte
+        if entry is None or not prot_allows(entry.prot, kind):
+            k.emit(FaultBegin(cpu=self.index, addr=page, pages=1, vaddr=vaddr, access=kind))  # type: ignore[arg-type]
+            task = FaultTask(phase=START, vaddr=vaddr, access=kind)  # type: ignore[arg-type]
+            k.evolve_cpu(task=task)
+            self._run(k, task, None, tail=False)
+            return
+        k.note(TlbAccess(self.index, page, entry))
+        frame = k.frame(entry.frame)
+        op = self.thread.ops[k.cpu.pc]
+        if kind == "load":
+            assert isinstance(op, Load)
+            got = frame.read(vaddr - page)
+            k.emit(MemLoad(cpu=self.index, addr=page, pages=1, frame=entry.frame, vma=entry.vma, vaddr=vaddr,
+                           reg=op.reg, value=got))
+            k.finish_op(got, op.reg)
+            return
+        k.fx.write_frame(frame.write(vaddr - page, value))
+        k.emit(MemStore(cpu=self.index, addr=page, pages=1, frame=entry.frame, vma=entry.vma, vaddr=vaddr,
+                        value=value))
+        k.finish_op()
+
+    # --- the declared footprint ---------------------------------------------------------------
+
+    def footprint(self, state: CpuState, world: World, env: Envelope | None, choice: int) -> Footprint:
+        if env is None:
+            if state.task is not None:
+                return self._phase_footprint(world, state, state.task, None)
+            return self._op_footprint(state, world)
+        msg = env.msg
+        if isinstance(msg, Ipi):
+            return Footprint.of(writes=[fp.tlb(self.index, p) for p in page_range(msg.addr, msg.pages)])
+        if isinstance(msg, QsRequest):
+            return EMPTY
+        task = state.tail if self._for_tail(state, msg) else state.task
+        assert task is not None
+        return self._phase_footprint(world, state, attrs.evolve(task, waiting=None), msg)
+
+    def _phase_footprint(self, world: World, state: CpuState, task: Task, msg: Message | None) -> Footprint:
+        return self._table.phase(task.path, task.phase).footprint(View(world, state, task, msg))
+
+    def _op_footprint(self, state: CpuState, world: World) -> Footprint:
+        op = self.thread.ops[state.pc]
+        if not isinstance(op, (Load, Store)):
+            return self._phase_footprint(world, state, self.syscall_task(state), None)
+        kind = "load" if isinstance(op, Load) else "store"
+        vaddr = resolve(state, self.program, op.addr.label, op.addr.offset)
+        page = page_of(vaddr)
+        reads: list[fp.Obj] = [fp.tlb(self.index, page)]
+        writes: list[fp.Obj] = []
+        entry: Pte | None = state.tlb.get(page)
+        if entry is None:
+            reads.append(fp.pte(state.mm, page))
+            pte = world.mm(state.mm).ptes.get(page)
+            if pte is not None and prot_allows(pte.prot, kind):
+                writes.append(fp.tlb(self.index, page))
+                entry = pte
+        if entry is None or not prot_allows(entry.prot, kind):
+            task = FaultTask(phase=START, vaddr=vaddr, access=kind)  # type: ignore[arg-type]
+            filled = state if entry is None else attrs.evolve(state, tlb=state.tlb.set(page, entry))
+            return Footprint.of(reads, writes) | self._phase_footprint(world, filled, task, None)
+        (writes if kind == "store" else reads).append(fp.frame(entry.frame))
+        return Footprint.of(reads, writes)
+
+    # --- canonical states ---------------------------------------------------------------------
+
+    def frames_of(self, state: CpuState) -> Iterable[int]:
+        for page in sorted(state.tlb):
+            yield state.tlb[page].frame
+        for task in (state.task, state.tail):
+            if isinstance(task, FaultTask):
+                if task.frame is not None:
+                    yield task.frame
+            elif isinstance(task, SyscallTask):
+                yield from task.frames
+
+    def rename_frames(self, state: CpuState, ren: Mapping[int, int]) -> CpuState:
+        tlb = immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in state.tlb.items()})
+        task = state.task
+        if isinstance(task, FaultTask) and task.frame is not None:
+            task = attrs.evolve(task, frame=ren[task.frame])
+        elif isinstance(task, SyscallTask):
+            task = _rename_frames(task, ren)
+        tail = _rename_frames(state.tail, ren) if state.tail is not None else None
+        return attrs.evolve(state, tlb=tlb, task=task, tail=tail)
 
 
-# --- the actor ------------------------------------------------------------------
+def _rename_frames(t: SyscallTask, ren: Mapping[int, int]) -> SyscallTask:
+    return attrs.evolve(t, frames=tuple(ren[f] for f in t.frames)) if t.frames else t
 
 
-def handle(cpu: CpuState, fx: Effects, msg: Message | None, program: Program, policy: "Policy") -> CpuState:
-    """One step of a CPU: its own next step (msg None) or the delivery of `msg`."""
-    if msg is None:
-        if cpu.task is None:
-            return _start_op(cpu, fx, program, policy)
-        return policy.step(fx, cpu, program, None)
-    if msg.kind == "ipi":
-        return _ipi(cpu, fx, msg)
-    if msg.kind == "qs_request":
-        if cpu.rcu_nesting:
-            return attrs.evolve(cpu, qs_owed=True)
-        fx.send("rcu", "qs", arg=msg.arg)
-        return cpu
-    if cpu.tail is not None and msg.kind == "flush_done" and msg.addr == cpu.tail.start:
-        return policy.finish_tail(fx, cpu, program, msg)
-    return policy.step(fx, cpu, program, msg)
-
-
-def _ipi(cpu: CpuState, fx: Effects, msg: Message) -> CpuState:
-    assert msg.addr is not None and msg.pages is not None
-    fx.emit("tlb.flush", cpu=cpu.id, addr=msg.addr, pages=msg.pages, reason="ipi")
-    fx.send("shootdown", "ack", msg.addr, msg.pages, arg=msg.arg)
-    fx.emit("ipi.ack", cpu=cpu.id, addr=msg.addr, pages=msg.pages)
-    return attrs.evolve(cpu, tlb=flush_tlb_range(cpu.tlb, msg.addr, msg.pages))
-
-
-def _start_op(cpu: CpuState, fx: Effects, program: Program, policy: "Policy") -> CpuState:
-    op = program.ops(cpu.id)[cpu.pc]
-    if not cpu.started:
-        thread = program.threads[cpu.id][0]
-        fx.emit("op.begin", cpu=cpu.id, thread=thread, index=cpu.pc, text=program.threads[cpu.id][2][cpu.pc])
-        cpu = attrs.evolve(cpu, started=True)
-    if isinstance(op, Load):
-        return access(fx, cpu, program, policy, resolve(cpu, program, op.addr.label, op.addr.offset), "load")
-    if isinstance(op, Store):
-        return access(fx, cpu, program, policy, resolve(cpu, program, op.addr.label, op.addr.offset), "store", op.value)
-    if isinstance(op, Mmap):
-        req = MapRequest(vma=f"{program.threads[cpu.id][0]}.{cpu.pc}", pages=op.pages, kind=op.kind,
-                         file=op.file, fill=op.fill, at=op.at)
-        task = SyscallTask(op="mmap", phase="start", start=None, pages=op.pages, request=req, label=op.label)
-        fx.emit("syscall.begin", cpu=cpu.id, op="mmap", text=program.threads[cpu.id][2][cpu.pc])
-        return policy.begin_syscall(fx, attrs.evolve(cpu, task=task), program)
-    if isinstance(op, MmapFixed):
-        start, _ = label_range(cpu, program, op.label)
-        req = MapRequest(vma=f"{program.threads[cpu.id][0]}.{cpu.pc}", pages=op.pages, kind=op.kind,
-                         file=op.file, fill=op.fill, at=start)
-        task = SyscallTask(op="mmap-fixed", phase="start", start=start, pages=op.pages, request=req)
-    elif isinstance(op, Munmap):
-        start, pages = label_range(cpu, program, op.label)
-        task = SyscallTask(op="munmap", phase="start", start=start, pages=pages)
-    elif isinstance(op, Mprotect):
-        start, pages = label_range(cpu, program, op.label)
-        task = SyscallTask(op="mprotect", phase="start", start=start, pages=pages, prot=op.prot,
-                           new=f"{program.threads[cpu.id][0]}.{cpu.pc}")
-    else:  # pragma: no cover - the parser admits no other op
-        raise TypeError(op)
-    fx.emit("syscall.begin", cpu=cpu.id, addr=task.start, pages=task.pages, op=task.op,
-            text=program.threads[cpu.id][2][cpu.pc])
-    return policy.begin_syscall(fx, attrs.evolve(cpu, task=task), program)
-
-
-def access(fx: Effects, cpu: CpuState, program: Program, policy: "Policy", vaddr: int, kind: Literal["load", "store"], value: int = 0) -> CpuState:
-    """A load or store: TLB hit, else a page walk that fills the TLB, else a fault."""
-    page = page_of(vaddr)
-    entry = cpu.tlb.get(page)
-    if entry is None:
-        pte = fx.world.ptes.get(page)
-        if pte is not None and prot_allows(pte.prot, kind):
-            fx.emit("tlb.fill", cpu=cpu.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma, prot=pte.prot)
-            cpu = attrs.evolve(cpu, tlb=cpu.tlb.set(page, pte))
-            entry = pte
-    if entry is None or not prot_allows(entry.prot, kind):
-        fx.emit("fault.begin", cpu=cpu.id, addr=page, pages=1, vaddr=vaddr, access=kind)
-        return policy.begin_fault(fx, attrs.evolve(cpu, task=FaultTask(phase="start", vaddr=vaddr, access=kind)), program)
-    fx.note("access", (cpu.id, page, entry))
-    frame = fx.world.frames[entry.frame]
-    offset = vaddr - page
-    op = program.ops(cpu.id)[cpu.pc]
-    if kind == "load":
-        got = frame.read(offset)
-        assert isinstance(op, Load)
-        fx.emit("mem.load", cpu=cpu.id, addr=page, pages=1, frame=entry.frame, vma=entry.vma, vaddr=vaddr, reg=op.reg, value=got)
-        return finish_op(fx, cpu, program, got, op.reg)
-    fx.world = attrs.evolve(fx.world, frames=fx.world.frames.update(frame.write(offset, value)))
-    fx.emit("mem.store", cpu=cpu.id, addr=page, pages=1, frame=entry.frame, vma=entry.vma, vaddr=vaddr, value=value)
-    return finish_op(fx, cpu, program)
-
-
-__all__ = [
-    "CpuState", "FaultTask", "SyscallTask", "MapRequest", "Program", "handle", "access", "segv",
-    "finish_op", "runnable", "finished", "accepts", "waiting_for", "resolve", "label_range",
-]
+__all__ = ["CpuActor", "RoutingError", "resolve", "label_range"]

@@ -1,65 +1,322 @@
-"""Messages between actors, and the effects one actor step produces.
+"""The messages actors exchange: one frozen class per kind, with typed fields.
 
-A message's identity for state hashing is (kind, src, dst, addr, pages, arg); its
-`msg_id` and `cause` are history, kept for the log only.
+A message travels in an `Envelope` (sender, receiver, id, cause, the virtual time it
+was sent). Equality and hashing cover the sender, the receiver and the message; the
+id, the cause and the send time are history, for the log only, so two states that
+differ only in them are the same state.
+
+Policies that need messages of their own (glisse's `fence_open`, pervma's `drained`)
+define them in their module, as subclasses of `Message`.
+
+| kind | from -> to | fields | meaning |
+|---|---|---|---|
+| `down_read` / `down_write` | cpu -> mmap_sem | | take the rwsem |
+| `up_read` / `up_write` | cpu -> mmap_sem | | release it |
+| `downgrade` | cpu -> mmap_sem | | the writer becomes a reader |
+| `grant` | mmap_sem -> cpu | `mode` | the rwsem is yours |
+| `mmap` | cpu -> tree | `request` | place and store a new VMA |
+| `map_fixed` | cpu -> tree | range, `request` | store a new VMA over the range |
+| `unmap` | cpu -> tree | range, `entry` (`null`/`zero`) | clear the range |
+| `clear_zero` | cpu -> tree | range, `reply` | ZERO entries in the range become NULL |
+| `protect` | cpu -> tree | range, `prot`, `copy` | change the VMAs' protection (in place, or by a copy) |
+| `store_vma` | cpu -> tree | range, `request` | store an already-reserved new VMA |
+| `tree_done` | tree -> cpu | range, `vmas` / `placed` | the update is published |
+| `flush` | cpu -> shootdown | range | shoot this range down on every other CPU |
+| `ipi` / `ack` | shootdown <-> cpu | range, `token` | flush your TLB / done |
+| `flush_done` | shootdown -> cpu | range | every other CPU has acked |
+| `call_rcu` | cpu -> rcu | `vma` | free this VMA after a grace period |
+| `qs_request` / `qs` | rcu <-> cpu | | report a quiescent state / reported |
+
+>>> m = Flush(addr=0x7efffffff000, pages=1)
+>>> m.KIND, m.log_arg()
+('flush', None)
 """
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ..mm.world import World
+from ..ids import ActorId, MM0, MmId
 
 
 @attrs.frozen(cache_hash=True)
 class Message:
-    """One message in flight. `arg` carries the kind-specific payload (hashable).
+    """Base of every message kind. `KIND` is the name the log and the docs use."""
 
-    >>> Message("flush", "cpu2", "shootdown", addr=0x7efffffff000, pages=1).kind
-    'flush'
-    """
+    KIND: ClassVar[str] = ""
 
-    kind: str
-    src: str
-    dst: str
+    @property
+    def range(self) -> tuple[int, int] | None:
+        """(addr, pages) when the message is about a range of pages."""
+        return None
+
+    def log_arg(self) -> Any:
+        """The payload as the log's `arg` key shows it (None: no `arg`)."""
+        return None
+
+
+@attrs.frozen(cache_hash=True)
+class RangeMessage(Message):
+    """A message about `pages` pages from `addr`."""
+
+    addr: int
+    pages: int
+
+    @property
+    def range(self) -> tuple[int, int] | None:
+        return (self.addr, self.pages)
+
+
+@attrs.frozen(cache_hash=True, slots=True)
+class Envelope:
+    """A message in flight from `src` to `dst`."""
+
+    src: ActorId
+    dst: ActorId
+    msg: Message
+    msg_id: int = attrs.field(default=0, eq=False)
+    #: The id of the message whose handling sent this one (None: a spontaneous step).
+    cause: int | None = attrs.field(default=None, eq=False)
+    #: Virtual time (ns) at which the sending step ended: the earliest it can be handled.
+    sent_at: int = attrs.field(default=0, eq=False)
+
+    @property
+    def kind(self) -> str:
+        return self.msg.KIND
+
+
+# --- the rwsem (mmap_sem / mmap_lock) ----------------------------------------------------
+
+
+@attrs.frozen(cache_hash=True)
+class DownRead(Message):
+    KIND: ClassVar[str] = "down_read"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class DownWrite(Message):
+    KIND: ClassVar[str] = "down_write"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class UpRead(Message):
+    KIND: ClassVar[str] = "up_read"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class UpWrite(Message):
+    KIND: ClassVar[str] = "up_write"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class Downgrade(Message):
+    KIND: ClassVar[str] = "downgrade"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class Grant(Message):
+    KIND: ClassVar[str] = "grant"
+    mode: Literal["read", "write"]
+
+    def log_arg(self) -> Any:
+        return self.mode
+
+
+RwsemRequest = DownRead | DownWrite | UpRead | UpWrite | Downgrade
+
+# --- the tree owner -------------------------------------------------------------------------
+
+
+@attrs.frozen(cache_hash=True)
+class MapRequest:
+    """What a new mapping should be: the tree owner builds the VMA from it."""
+
+    vma: str
+    pages: int
+    kind: Literal["anon", "file"]
+    file: str | None
+    fill: int
+    prot: str = "rw"
+    #: A hint (mmap without MAP_FIXED) or the MAP_FIXED address.
+    at: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vma": self.vma, "pages": self.pages, "kind": self.kind, "file": self.file, "fill": self.fill,
+                "prot": self.prot, "at": self.at}
+
+
+@attrs.frozen(cache_hash=True)
+class Mmap(Message):
+    KIND: ClassVar[str] = "mmap"
+    request: MapRequest
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.request.as_dict()
+
+
+@attrs.frozen(cache_hash=True)
+class MapFixed(RangeMessage):
+    KIND: ClassVar[str] = "map_fixed"
+    request: MapRequest
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.request.as_dict()
+
+
+@attrs.frozen(cache_hash=True)
+class Unmap(RangeMessage):
+    KIND: ClassVar[str] = "unmap"
+    #: What the range holds until the writer clears it: NULL, or wilcox's ZERO.
+    entry: Literal["null", "zero"]
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.entry
+
+
+@attrs.frozen(cache_hash=True)
+class ClearZero(RangeMessage):
+    KIND: ClassVar[str] = "clear_zero"
+    #: Whether the writer waits for a `tree_done`.
+    reply: bool
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.reply
+
+
+@attrs.frozen(cache_hash=True)
+class Protect(RangeMessage):
+    KIND: ClassVar[str] = "protect"
+    prot: str
+    #: The id of a copy to publish (RCU readers never see a VMA change), or None: in place.
+    copy: str | None
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return [self.prot, self.copy]
+
+
+@attrs.frozen(cache_hash=True)
+class StoreVma(RangeMessage):
+    KIND: ClassVar[str] = "store_vma"
+    request: MapRequest
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.request.as_dict()
+
+
+@attrs.frozen(cache_hash=True)
+class TreeDone(Message):
+    """The tree owner's reply: the range it updated and the VMAs it removed or
+    replaced; for `mmap`, where it placed the VMA (`addr` None: nothing fits)."""
+
+    KIND: ClassVar[str] = "tree_done"
     addr: int | None = None
     pages: int | None = None
-    arg: Hashable = None
-    msg_id: int = attrs.field(default=0, eq=False)
-    cause: int | None = attrs.field(default=None, eq=False)
+    vmas: tuple[str, ...] = ()
+
+    @property
+    def range(self) -> tuple[int, int] | None:
+        return None if self.addr is None or self.pages is None else (self.addr, self.pages)
+
+    def log_arg(self) -> Any:
+        return list(self.vmas) or None
 
 
-#: An event before rendering: its name and its fields in schema order. `msg.send`
-#: events carry the index of the message in the step's outbox instead of fields,
-#: because message ids are given out when the step is committed.
-Event = tuple[str, Any]
+@attrs.frozen(cache_hash=True)
+class Placed(TreeDone):
+    """`tree_done` for an `mmap`: `addr` is where the VMA went (None: nothing fits)."""
+
+    def log_arg(self) -> Any:
+        return [self.addr] if self.addr is not None else None
 
 
-class Effects:
-    """Collects what one actor step does: the world after it, messages, events.
+TreeRequest = Mmap | MapFixed | Unmap | ClearZero | Protect | StoreVma
 
-    Handlers stay pure from the outside: a fresh `Effects` per step, nothing shared.
-    """
+# --- TLB shootdown ---------------------------------------------------------------------------
 
-    __slots__ = ("world", "actor", "out", "events", "notes")
 
-    def __init__(self, world: World, actor: str) -> None:
-        self.world = world
-        self.actor = actor
-        self.out: list[Message] = []
-        self.events: list[Event] = []
-        #: Facts for the invariant checkers that are not log events (e.g. a fault
-        #: path that read a freed VMA).
-        self.notes: list[tuple[str, Any]] = []
+@attrs.frozen(cache_hash=True)
+class Flush(RangeMessage):
+    KIND: ClassVar[str] = "flush"
+    mm: MmId = MM0
 
-    def send(self, dst: str, kind: str, addr: int | None = None, pages: int | None = None, arg: Hashable = None) -> None:
-        self.out.append(Message(kind, self.actor, dst, addr, pages, arg))
-        self.events.append(("msg.send", len(self.out) - 1))
 
-    def emit(self, event: str, **fields: Any) -> None:
-        self.events.append((event, fields))
+@attrs.frozen(cache_hash=True)
+class ShootdownToken:
+    """Which flush an IPI belongs to: the initiating CPU and its range."""
 
-    def note(self, what: str, detail: Any) -> None:
-        self.notes.append((what, detail))
+    initiator: int
+    addr: int
+    pages: int
+
+
+@attrs.frozen(cache_hash=True)
+class Ipi(RangeMessage):
+    KIND: ClassVar[str] = "ipi"
+    token: ShootdownToken
+
+    def log_arg(self) -> Any:
+        return [self.token.initiator, self.token.addr, self.token.pages]
+
+
+@attrs.frozen(cache_hash=True)
+class Ack(RangeMessage):
+    KIND: ClassVar[str] = "ack"
+    token: ShootdownToken
+
+    def log_arg(self) -> Any:
+        return [self.token.initiator, self.token.addr, self.token.pages]
+
+
+@attrs.frozen(cache_hash=True)
+class FlushDone(RangeMessage):
+    KIND: ClassVar[str] = "flush_done"
+
+
+# --- RCU -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(cache_hash=True)
+class CallRcu(Message):
+    """call_rcu(): free this VMA once a grace period has passed."""
+
+    KIND: ClassVar[str] = "call_rcu"
+    vma: str
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.vma
+
+
+@attrs.frozen(cache_hash=True)
+class QsRequest(Message):
+    KIND: ClassVar[str] = "qs_request"
+
+
+@attrs.frozen(cache_hash=True)
+class Qs(Message):
+    KIND: ClassVar[str] = "qs"
+
+
+#: Interrupt-like messages: a CPU takes them whatever it is doing (unless it waits
+#: with interrupts off, an ablation).
+INTERRUPTS: frozenset[str] = frozenset({Ipi.KIND, QsRequest.KIND})
+
+__all__ = [
+    "Message", "RangeMessage", "Envelope", "DownRead", "DownWrite", "UpRead", "UpWrite", "Downgrade", "Grant",
+    "MapRequest", "Mmap", "MapFixed", "Unmap", "ClearZero", "Protect", "StoreVma", "TreeDone", "Placed", "Flush",
+    "ShootdownToken", "Ipi", "Ack", "FlushDone", "CallRcu", "QsRequest", "Qs", "INTERRUPTS", "RwsemRequest",
+    "TreeRequest",
+]

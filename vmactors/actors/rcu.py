@@ -2,7 +2,7 @@
 
 | message | effect |
 |---|---|
-| `call_rcu` (callback: free a VMA) | queued; if no grace period runs, one starts (`rcu.gp.start`): `qs_request` to cpu0 |
+| `call_rcu` (a VMA to free) | queued; if no grace period runs, one starts (`rcu.gp.start`): `qs_request` to cpu0 |
 | `qs` from cpuI | I crossed off (`rcu.qs`); `qs_request` to the next CPU; after the last, the grace period ends (`rcu.gp.end`), its callbacks run (`vma.free`) and a new one starts if callbacks queued meanwhile |
 
 A CPU answers `qs_request` at once unless it is inside a read-side critical section
@@ -17,60 +17,92 @@ states an exhaustive search visits without showing anything new.
 
 from __future__ import annotations
 
+from typing import final
+
 import attrs
 
-from .messages import Effects, Message
+from ..ids import RCU, ActorId, MmId, cpu
+from ..log.schema import RcuGpEnd, RcuGpStart, RcuQs, VmaFree
+from ..mm.world import World
+from . import footprint as fp
+from .base import Actor
+from .effects import Effects
+from .footprint import EMPTY, Footprint
+from .messages import CallRcu, Envelope, Qs, QsRequest
 
 NAME = "rcu"
+
+#: A callback: free VMA `id` of address space `mm`.
+Callback = tuple[MmId, str]
 
 
 @attrs.frozen(cache_hash=True)
 class RcuState:
     #: CPUs yet to report a quiescent state in the current grace period (None: idle).
     waiting: frozenset[int] | None = None
-    #: Callbacks (VMA ids to free) that the current grace period covers.
-    current: tuple[str, ...] = ()
+    #: Callbacks that the current grace period covers.
+    current: tuple[Callback, ...] = ()
     #: Callbacks queued during the current grace period.
-    next: tuple[str, ...] = ()
+    next: tuple[Callback, ...] = ()
     #: Grace-period number; history, for the log only.
     gp: int = attrs.field(default=0, eq=False)
 
 
-def _start_gp(state: RcuState, fx: Effects, ncpus: int) -> RcuState:
-    gp = state.gp + 1
-    fx.emit("rcu.gp.start", gp=gp)
-    fx.send("cpu0", "qs_request")
-    return RcuState(waiting=frozenset(range(ncpus)), current=state.next, next=(), gp=gp)
+@final
+class Rcu(Actor[RcuState]):
+    id: ActorId = RCU
 
+    def __init__(self, ncpus: int) -> None:
+        self.ncpus = ncpus
 
-def handle(state: RcuState, fx: Effects, msg: Message, ncpus: int) -> RcuState:
-    if msg.kind == "call_rcu":
-        assert isinstance(msg.arg, str)
-        state = attrs.evolve(state, next=state.next + (msg.arg,))
+    def initial(self) -> RcuState:
+        return RcuState()
+
+    def _start_gp(self, state: RcuState, fx: Effects) -> RcuState:
+        gp = state.gp + 1
+        fx.emit(RcuGpStart(gp=gp))
+        fx.send(cpu(0), QsRequest())
+        return RcuState(waiting=frozenset(range(self.ncpus)), current=state.next, next=(), gp=gp)
+
+    def handle(self, state: RcuState, fx: Effects, env: Envelope | None, choice: int) -> RcuState:
+        assert env is not None
+        msg = env.msg
+        match msg:
+            case CallRcu():
+                state = RcuState(state.waiting, state.current, state.next + ((msg.mm, msg.vma),), state.gp)
+                if state.waiting is None:
+                    state = self._start_gp(state, fx)
+                return state
+            case Qs():
+                who = env.src.index
+                assert state.waiting is not None
+                fx.emit(RcuQs(cpu=who, gp=state.gp))
+                waiting = state.waiting - {who}
+                if waiting:
+                    fx.send(cpu(min(waiting)), QsRequest())
+                    return RcuState(waiting, state.current, state.next, state.gp)
+                fx.emit(RcuGpEnd(gp=state.gp))
+                for mm, vma_id in state.current:
+                    vma = fx.vma(mm, vma_id)
+                    fx.set_vma(mm, attrs.evolve(vma, state="freed"))
+                    fx.emit(VmaFree(addr=vma.start, pages=vma.pages, vma=vma_id))
+                state = RcuState(waiting=None, current=(), next=state.next, gp=state.gp)
+                if state.next:
+                    state = self._start_gp(state, fx)
+                return state
+        raise TypeError(f"rcu cannot handle {msg.KIND!r}")
+
+    def footprint(self, state: RcuState, world: World, env: Envelope | None, choice: int) -> Footprint:
+        # Only the end of a grace period touches the world: it frees the VMAs it covers.
+        if env is not None and isinstance(env.msg, Qs) and state.waiting == frozenset({env.src.index}):
+            return Footprint.of(writes=[fp.vma(mm, vid) for mm, vid in state.current])
+        return EMPTY
+
+    def waiting_for(self, state: RcuState) -> str | None:
         if state.waiting is None:
-            state = _start_gp(state, fx, ncpus)
-        return state
-    if msg.kind == "qs":
-        cpu = int(msg.src[3:])
-        assert state.waiting is not None
-        fx.emit("rcu.qs", cpu=cpu, gp=state.gp)
-        waiting = state.waiting - {cpu}
-        if waiting:
-            fx.send(f"cpu{min(waiting)}", "qs_request")
-            return attrs.evolve(state, waiting=waiting)
-        fx.emit("rcu.gp.end", gp=state.gp)
-        for vma_id in state.current:
-            vma = fx.world.vma(vma_id)
-            fx.world = fx.world.set_vma(attrs.evolve(vma, state="freed"))
-            fx.emit("vma.free", addr=vma.start, pages=vma.pages, vma=vma_id)
-        state = RcuState(waiting=None, current=(), next=state.next, gp=state.gp)
-        if state.next:
-            state = _start_gp(state, fx, ncpus)
-        return state
-    raise ValueError(f"rcu cannot handle {msg.kind!r}")
+            return None
+        return (f"quiescent states from {', '.join(f'cpu{c}' for c in sorted(state.waiting))} "
+                f"(grace period {state.gp})")
 
 
-def waiting_for(state: RcuState) -> str | None:
-    if state.waiting is None:
-        return None
-    return f"quiescent states from {', '.join(f'cpu{c}' for c in sorted(state.waiting))} (grace period {state.gp})"
+__all__ = ["Rcu", "RcuState", "NAME"]

@@ -8,52 +8,75 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import final
 
 import attrs
 
-from .messages import Effects, Message
+from ..ids import SHOOTDOWN, ActorId, cpu
+from ..log.schema import IpiSend
+from ..mm.world import World
+from .base import Actor
+from .effects import Effects
+from .footprint import EMPTY, Footprint
+from .messages import Ack, Envelope, Flush, FlushDone, Ipi, ShootdownToken
 
 NAME = "shootdown"
 
 
 @attrs.frozen(cache_hash=True)
 class ShootdownState:
-    #: In-flight flushes: ((initiator, addr, pages), CPUs yet to ack).
-    pending: tuple[tuple[tuple[int, int, int], frozenset[int]], ...] = ()
+    #: In-flight flushes: (token, CPUs yet to ack).
+    pending: tuple[tuple[ShootdownToken, frozenset[int]], ...] = ()
 
 
-def handle(state: ShootdownState, fx: Effects, msg: Message, ncpus: int) -> ShootdownState:
-    assert msg.addr is not None and msg.pages is not None
-    if msg.kind == "flush":
-        initiator = int(msg.src[3:])
-        token = (initiator, msg.addr, msg.pages)
-        others = frozenset(c for c in range(ncpus) if c != initiator)
-        if not others:
-            fx.send(msg.src, "flush_done", msg.addr, msg.pages)
-            return state
-        for c in sorted(others):
-            fx.send(f"cpu{c}", "ipi", msg.addr, msg.pages, arg=token)
-            fx.emit("ipi.send", cpu=c, addr=msg.addr, pages=msg.pages)
-        return attrs.evolve(state, pending=state.pending + ((token, others),))
-    if msg.kind == "ack":
-        token = cast(tuple[int, int, int], msg.arg)
-        acker = int(msg.src[3:])
-        pending = []
-        for tok, waiting in state.pending:
-            if tok == token:
-                waiting = waiting - {acker}
-                if not waiting:
-                    fx.send(f"cpu{tok[0]}", "flush_done", tok[1], tok[2])
-                    continue
-            pending.append((tok, waiting))
-        return attrs.evolve(state, pending=tuple(pending))
-    raise ValueError(f"shootdown cannot handle {msg.kind!r}")
+@final
+class Shootdown(Actor[ShootdownState]):
+    """The coordinator of a system with `ncpus` CPUs (all of them in the mm)."""
+
+    id: ActorId = SHOOTDOWN
+
+    def __init__(self, ncpus: int) -> None:
+        self.ncpus = ncpus
+
+    def initial(self) -> ShootdownState:
+        return ShootdownState()
+
+    def handle(self, state: ShootdownState, fx: Effects, env: Envelope | None, choice: int) -> ShootdownState:
+        assert env is not None
+        msg = env.msg
+        match msg:
+            case Flush():
+                initiator = env.src.index
+                token = ShootdownToken(initiator, msg.addr, msg.pages)
+                others = frozenset(c for c in range(self.ncpus) if c != initiator)
+                if not others:
+                    fx.send(env.src, FlushDone(addr=msg.addr, pages=msg.pages))
+                    return state
+                for c in sorted(others):
+                    fx.send(cpu(c), Ipi(addr=msg.addr, pages=msg.pages, token=token))
+                    fx.emit(IpiSend(cpu=c, addr=msg.addr, pages=msg.pages))
+                return ShootdownState(state.pending + ((token, others),))
+            case Ack():
+                acker = env.src.index
+                pending = []
+                for tok, waiting in state.pending:
+                    if tok == msg.token:
+                        waiting = waiting - {acker}
+                        if not waiting:
+                            fx.send(cpu(tok.initiator), FlushDone(addr=tok.addr, pages=tok.pages))
+                            continue
+                    pending.append((tok, waiting))
+                return ShootdownState(tuple(pending))
+        raise TypeError(f"shootdown cannot handle {msg.KIND!r}")
+
+    def footprint(self, state: ShootdownState, world: World, env: Envelope | None, choice: int) -> Footprint:
+        return EMPTY
+
+    def waiting_for(self, state: ShootdownState) -> str | None:
+        if not state.pending:
+            return None
+        return "; ".join(f"acks from {', '.join(f'cpu{c}' for c in sorted(w))} for cpu{tok.initiator}'s flush"
+                         for tok, w in state.pending)
 
 
-def waiting_for(state: ShootdownState) -> str | None:
-    if not state.pending:
-        return None
-    return "; ".join(
-        f"acks from {', '.join(f'cpu{c}' for c in sorted(w))} for cpu{tok[0]}'s flush" for tok, w in state.pending
-    )
+__all__ = ["Shootdown", "ShootdownState", "NAME"]

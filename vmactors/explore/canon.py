@@ -15,81 +15,41 @@ same whatever the interleaving.
 
 from __future__ import annotations
 
-from typing import Hashable, TypeVar
+from collections.abc import Hashable, Mapping
 
 import attrs
 import immutables
 
-from ..actors.cpu import FaultTask, SyscallTask
 from ..mm.frames import FrameTable
-from ..sim.system import System
-
-#: A CPU's `task` (either kind) or its `tail` (a syscall only): renaming frames keeps the type.
-_Task = TypeVar("_Task", bound=FaultTask | SyscallTask | None)
-
-
-def frame_order(system: System) -> list[int]:
-    """Frame ids in order of first appearance: page cache, PTEs, TLBs, CPU tasks,
-    the free stack, then any frame nothing refers to."""
-    seen: dict[int, None] = {}
-    world = system.world
-    for k in sorted(world.page_cache):
-        seen.setdefault(world.page_cache[k], None)
-    ptes = world.ptes
-    for p in sorted(ptes):
-        seen.setdefault(ptes[p].frame, None)
-    for c in system.cpus:
-        tlb = c.tlb
-        for p in sorted(tlb):
-            seen.setdefault(tlb[p].frame, None)
-        for task in (c.task, c.tail):
-            if isinstance(task, FaultTask):
-                if task.frame is not None:
-                    seen.setdefault(task.frame, None)
-            elif isinstance(task, SyscallTask):
-                for fid in task.frames:
-                    seen.setdefault(fid, None)
-    for fid in world.frames.free:
-        seen.setdefault(fid, None)
-    if len(seen) != len(world.frames.frames):
-        for fid in sorted(world.frames.frames.keys()):
-            seen.setdefault(fid, None)
-    return list(seen)
+from ..mm.page_table import Pte
+from ..mm.world import AddressSpace
+from ..system.machine import Machine
+from ..system.state import System
 
 
-def state_key(system: System) -> Hashable:
+def state_key(machine: Machine, system: System) -> Hashable:
     """A hashable value equal for two systems exactly when they are the same
     situation up to history and frame naming."""
-    order = frame_order(system)
+    order = machine.frame_order(system)
     if all(i == fid for i, fid in enumerate(order)):
         return system
-    return rename_frames(system, {fid: i for i, fid in enumerate(order)})
+    return rename_frames(machine, system, {fid: i for i, fid in enumerate(order)})
 
 
-def rename_frames(system: System, ren: dict[int, int]) -> System:
+def _ptes(m: immutables.Map[int, Pte], ren: Mapping[int, int]) -> immutables.Map[int, Pte]:
+    return immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in m.items()})
+
+
+def rename_frames(machine: Machine, system: System, ren: Mapping[int, int]) -> System:
     world = system.world
-
-    def pte_map(m: immutables.Map) -> immutables.Map:
-        return immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in m.items()})
-
     table = world.frames
     frames = immutables.Map({ren[fid]: attrs.evolve(fr, id=ren[fid]) for fid, fr in table.frames.items()})
     new_table = FrameTable(frames=frames, free=tuple(ren[f] for f in table.free), next_id=table.next_id)
-    new_world = attrs.evolve(
-        world,
-        ptes=pte_map(world.ptes),
-        page_cache=immutables.Map({k: ren[v] for k, v in world.page_cache.items()}),
-        frames=new_table,
-    )
+    mms = tuple(attrs.evolve(s, ptes=_ptes(s.ptes, ren)) for s in world.mms)
+    new_world = attrs.evolve(world, mms=mms, page_cache=immutables.Map({k: ren[v] for k, v in world.page_cache.items()}),
+                             frames=new_table)
+    actors = tuple(a.rename_frames(s, ren) for a, s in zip(machine.actors, system.actors))
+    return attrs.evolve(system, world=new_world, actors=actors)
 
-    def task(t: _Task) -> _Task:
-        if isinstance(t, FaultTask) and t.frame is not None:
-            return attrs.evolve(t, frame=ren[t.frame])
-        if isinstance(t, SyscallTask) and t.frames:
-            return attrs.evolve(t, frames=tuple(ren[f] for f in t.frames))
-        return t
 
-    cpus = tuple(
-        attrs.evolve(c, tlb=pte_map(c.tlb), task=task(c.task), tail=task(c.tail)) for c in system.cpus
-    )
-    return attrs.evolve(system, world=new_world, cpus=cpus)
+__all__ = ["state_key", "rename_frames", "AddressSpace"]

@@ -16,12 +16,11 @@ from typing import Callable, Hashable
 import attrs
 
 from ..invariants import check_step
-from ..policies import get_policy
 from ..scenario.exists import evaluate
 from ..scenario.model import Scenario
-from ..sim.run import final_regs, reg_map
-from ..sim.setup import build
-from ..sim.system import Step, System, apply, enabled, finished
+from ..sim.run import reg_map
+from ..system.machine import Machine
+from ..system.state import Step, System
 from .canon import state_key
 from .results import Exploration, Finding, FinalState, sort_states, verdict
 
@@ -48,9 +47,9 @@ def explore_exhaustive(
 ) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
     """Explore every interleaving; returns the exploration and, per violated
     invariant, the choice list of a shortest violating run."""
-    policy = get_policy(policy_name)
-    init, program, labels = build(scenario)
-    keys: dict[Hashable, int] = {state_key(init): 0}
+    machine = Machine(scenario, policy_name)
+    init, labels = machine.initial, machine.labels
+    keys: dict[Hashable, int] = {state_key(machine, init): 0}
     systems: list[System | None] = [init]
     depth = [0]
     parent: list[tuple[int, Step] | None] = [None]
@@ -68,14 +67,14 @@ def explore_exhaustive(
             system = systems[i]
             assert system is not None
             systems[i] = None  # expanded: only its key and edges are kept
-            steps = enabled(system, program, policy)
+            steps = machine.enabled(system)
             end = None
             if not steps:
-                end = "ok" if finished(system, program) else "deadlock"
+                end = "ok" if machine.finished(system) else "deadlock"
             elif depth[i] >= max_steps:
                 end = "step-limit"
             if end is not None:
-                finals[i] = (tuple(final_regs(system, program).items()), end)
+                finals[i] = (tuple(machine.final_regs(system).items()), end)
                 if end == "deadlock" and "deadlock" not in witnesses:
                     witnesses["deadlock"] = _Witness(i, None, "no step is enabled and a thread is unfinished", depth[i])
                 continue
@@ -85,7 +84,7 @@ def explore_exhaustive(
                 systems[i] = system
                 break
             for step in steps:
-                result = apply(system, step, program, policy)
+                result = machine.apply(system, step)
                 transitions += 1
                 mask = 0
                 for v in check_step(system, result):
@@ -93,7 +92,7 @@ def explore_exhaustive(
                     mask |= b
                     if v.invariant not in witnesses:
                         witnesses[v.invariant] = _Witness(i, step, v.detail, depth[i] + 1)
-                k = state_key(result.system)
+                k = state_key(machine, result.system)
                 j = keys.get(k)
                 if j is None:
                     j = keys[k] = len(systems)
@@ -154,12 +153,12 @@ def explore_exhaustive(
         path = _path_to(parent, w.node)
         if w.step is not None:
             path.append(w.step)
-        choices[name] = to_choices(scenario, policy_name, path)
+        choices[name] = to_choices(machine, path)
         findings.append(Finding(name, runs_of.get(name, 0), w.detail, choices[name], w.length))
     total = sum(s.count for s in sorted_states)
     exploration = Exploration(
         scenario=scenario,
-        policy=policy.name,
+        policy=machine.policy.name,
         strategy="exhaustive",
         complete=cut is None,
         counts="exact",
@@ -185,14 +184,11 @@ def _path_to(parent: list[tuple[int, Step] | None], node: int) -> list[Step]:
     return path
 
 
-def to_choices(scenario: Scenario, policy_name: str, path: list[Step]) -> tuple[int, ...]:
+def to_choices(machine: Machine, path: list[Step]) -> tuple[int, ...]:
     """The choice list (indices into each step's enabled list) that takes `path`."""
-    policy = get_policy(policy_name)
-    system, program, _ = build(scenario)
+    system = machine.initial
     out = []
     for step in path:
-        steps = enabled(system, program, policy)
-        index = steps.index(step)
-        out.append(index)
-        system = apply(system, step, program, policy).system
+        out.append(machine.enabled(system).index(step))
+        system = machine.apply(system, step).system
     return tuple(out)

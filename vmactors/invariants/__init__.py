@@ -10,13 +10,17 @@ space. A violation becomes an `invariant.violated` event; the run goes on.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
+from ..actors.effects import TlbAccess, UnmapReturned, VmaReadFreed
+from ..ids import MM0
+from ..log.schema import PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
 from ..mm.layout import page_range
 from ..mm.page_table import Pte
-from ..sim.system import StepResult, System
+from ..system.state import StepResult, System
 
 INVARIANTS: dict[str, str] = {
     "coherence": "two CPUs can reach different frames for the same virtual page at the same instant",
@@ -39,45 +43,46 @@ class Violation:
         return dict(self.where)
 
 
-_ADDS_TRANSLATION = ("tlb.fill", "pte.install")
-_CHANGES_MAPPING = ("pte.install", "tree.store", "syscall.end", "vma.free", "pte.protect")
+_ADDS_TRANSLATION = (TlbFill, PteInstall)
+_CHANGES_MAPPING = (PteInstall, TreeStore, SyscallEnd, VmaFree, PteProtect)
 
 
 def check_step(before: System, result: StepResult) -> list[Violation]:
     """Every invariant the step `before -> result.system` breaks."""
     after = result.system
+    space = after.world.mm(MM0)
     out: list[Violation] = []
     coherence_pages: set[int] = set()
     orphan_pages: set[int] = set()
     new_translations: list[tuple[str, int, Pte]] = []
-    for name, fields in result.events:
-        if name == "msg.send":
+    for ev in result.events:
+        if isinstance(ev, int):
             continue
-        if name in _ADDS_TRANSLATION:
-            coherence_pages.add(fields["addr"])
-            owner = f"cpu{fields['cpu']}" if name == "tlb.fill" else "pte"
-            pte = after.world.ptes.get(fields["addr"]) if name == "pte.install" else \
-                after.cpus[fields["cpu"]].tlb.get(fields["addr"])
+        if isinstance(ev, _ADDS_TRANSLATION):
+            coherence_pages.add(ev.addr)
+            if isinstance(ev, TlbFill):
+                owner, pte = f"cpu{ev.cpu}", after.cpus[ev.cpu].tlb.get(ev.addr)
+            else:
+                owner, pte = "pte", space.ptes.get(ev.addr)
             if pte is not None:
-                new_translations.append((owner, fields["addr"], pte))
-        if name in _CHANGES_MAPPING and fields.get("addr") is not None:
-            orphan_pages.update(page_range(fields["addr"], fields.get("pages") or 1))
-        if name == "vma.free":
-            vma = after.world.vmas[fields["vma"]]
+                new_translations.append((owner, ev.addr, pte))
+        if isinstance(ev, _CHANGES_MAPPING) and ev.addr is not None:
+            orphan_pages.update(page_range(ev.addr, ev.pages or 1))
+        if isinstance(ev, VmaFree):
+            vma = space.vmas[ev.vma]
             orphan_pages.update(page_range(vma.start, vma.pages))
-    for what, detail in result.notes:
-        if what == "access":
-            out.extend(_frame_uaf(before, *detail))
-        elif what == "vma-read-freed":
-            cpu, vma = detail
-            out.append(Violation("vma-uaf", f"cpu{cpu}'s fault path read vma {vma} after it was freed",
-                                 (("cpu", cpu), ("vma", vma))))
-        elif what == "munmap-returned":
-            out.extend(_munmap_incomplete_at_return(after, *detail))
+    for note in result.notes:
+        if isinstance(note, TlbAccess):
+            out.extend(_frame_uaf(before, note))
+        elif isinstance(note, VmaReadFreed):
+            out.append(Violation("vma-uaf", f"cpu{note.cpu}'s fault path read vma {note.vma} after it was freed",
+                                 (("cpu", note.cpu), ("vma", note.vma))))
+        elif isinstance(note, UnmapReturned):
+            out.extend(_munmap_incomplete_at_return(after, note))
     for page in sorted(coherence_pages):
         out.extend(_coherence(after, page))
     for owner, page, pte in new_translations:
-        if pte.vma in after.world.unmapped:
+        if pte.vma in space.unmapped:
             out.append(Violation(
                 "munmap-incomplete",
                 f"{'a PTE' if owner == 'pte' else owner + ' TLB entry'} for {page:#x} made through vma {pte.vma}, "
@@ -89,7 +94,8 @@ def check_step(before: System, result: StepResult) -> list[Violation]:
     return out
 
 
-def _frame_uaf(before: System, cpu: int, page: int, entry: Pte) -> Iterable[Violation]:
+def _frame_uaf(before: System, note: TlbAccess) -> Iterable[Violation]:
+    entry = note.entry
     frame = before.world.frames[entry.frame]
     if frame.state == "free":
         why = "was freed"
@@ -97,8 +103,9 @@ def _frame_uaf(before: System, cpu: int, page: int, entry: Pte) -> Iterable[Viol
         why = f"now belongs to {frame.owner}"
     else:
         return ()
-    return (Violation("frame-uaf", f"cpu{cpu} accessed {page:#x} through its TLB: frame {entry.frame} {why}",
-                      (("cpu", cpu), ("addr", page), ("pages", 1), ("frame", entry.frame), ("vma", entry.vma))),)
+    return (Violation("frame-uaf", f"cpu{note.cpu} accessed {note.page:#x} through its TLB: frame {entry.frame} {why}",
+                      (("cpu", note.cpu), ("addr", note.page), ("pages", 1), ("frame", entry.frame),
+                       ("vma", entry.vma))),)
 
 
 def _coherence(system: System, page: int) -> Iterable[Violation]:
@@ -106,7 +113,7 @@ def _coherence(system: System, page: int) -> Iterable[Violation]:
     walk) the PTE. Two CPUs reaching different frames is Glisse's violation; a PTE
     that every CPU's TLB hides is reached by nobody."""
     seen: dict[int, list[str]] = {}
-    pte = system.world.ptes.get(page)
+    pte = system.world.mm(MM0).ptes.get(page)
     walkers = []
     for c in system.cpus:
         e = c.tlb.get(page)
@@ -125,12 +132,12 @@ def _coherence(system: System, page: int) -> Iterable[Violation]:
 
 
 def _orphan(system: System, page: int) -> Iterable[Violation]:
-    world = system.world
-    pte = world.ptes.get(page)
-    if pte is None or world.in_writer(page):
+    space = system.world.mm(MM0)
+    pte = space.ptes.get(page)
+    if pte is None or space.in_writer(page):
         return ()
-    covering = world.find_vma(page)
-    through = world.vmas[pte.vma]
+    covering = space.find_vma(page)
+    through = space.vmas[pte.vma]
     if covering is None or covering.state != "live":
         why = "no live VMA covers it"
     elif through.state != "live":
@@ -141,21 +148,22 @@ def _orphan(system: System, page: int) -> Iterable[Violation]:
                       (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", pte.vma))),)
 
 
-def _munmap_incomplete_at_return(system: System, cpu: int, vmas: tuple[str, ...]) -> Iterable[Violation]:
+def _munmap_incomplete_at_return(system: System, note: UnmapReturned) -> Iterable[Violation]:
     out = []
-    for vid in vmas:
-        vma = system.world.vmas[vid]
+    space = system.world.mm(MM0)
+    for vid in note.vmas:
+        vma = space.vmas[vid]
         for page in page_range(vma.start, vma.pages):
             holders = []
-            pte = system.world.ptes.get(page)
+            pte = space.ptes.get(page)
             if pte is not None and pte.vma == vid:
                 holders.append("a PTE")
             holders += [f"cpu{c.id}'s TLB" for c in system.cpus if (e := c.tlb.get(page)) is not None and e.vma == vid]
             if holders:
                 out.append(Violation(
                     "munmap-incomplete",
-                    f"cpu{cpu}'s unmap of vma {vid} returned while {', '.join(holders)} still map {page:#x}",
-                    (("cpu", cpu), ("addr", page), ("pages", 1), ("vma", vid)),
+                    f"cpu{note.cpu}'s unmap of vma {vid} returned while {', '.join(holders)} still map {page:#x}",
+                    (("cpu", note.cpu), ("addr", page), ("pages", 1), ("vma", vid)),
                 ))
     return out
 

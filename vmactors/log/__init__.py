@@ -1,27 +1,27 @@
-"""The structured log: JSON Lines through structlog, keys in a fixed order (docs/log-schema.md).
+"""The structured log: JSON Lines through structlog, keys in the schema's fixed order
+(`vmactors.log.schema`, docs/log-schema.md).
 
-Events stay tuples until a log is actually written; `render_step` turns one step's
-events into dicts only then.
+Events stay frozen objects until a log is actually written; `render_events` turns one
+step's events into dicts only then.
 """
 
 from __future__ import annotations
 
-from typing import IO, Any, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import IO, Any, Protocol
 
 import attrs
 import orjson
 import structlog
 
-from ..actors.messages import Message
+from .schema import FORMAT, HEAD, LINE_HEAD, Event, render_fields
 
-FORMAT = 1
-HEAD = ("step", "vtime_ns", "actor", "event", "cpu", "addr", "pages", "frame", "vma",
-        "msg_id", "src", "dst", "kind", "cause")
+_ORDER = LINE_HEAD + HEAD
 
 
 def order_keys(event_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema's head keys first, the rest as given."""
-    out = {k: event_dict[k] for k in HEAD if k in event_dict}
+    """The line head and the schema's head keys first, the rest as given."""
+    out = {k: event_dict[k] for k in _ORDER if k in event_dict}
     out.update(event_dict)  # keys already placed keep their place
     return out
 
@@ -76,28 +76,78 @@ class EventLog:
         self._stream.flush()
 
 
-def message_fields(m: Message) -> dict[str, Any]:
+class _End(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def is_cpu(self) -> bool: ...
+
+
+class _Payload(Protocol):
+    @property
+    def range(self) -> tuple[int, int] | None: ...
+
+    def log_arg(self) -> Any: ...
+
+
+class LoggedMessage(Protocol):
+    """What the log shows of a message in flight (`vmactors.actors.messages.Envelope`)."""
+
+    @property
+    def src(self) -> _End: ...
+
+    @property
+    def dst(self) -> _End: ...
+
+    @property
+    def msg(self) -> _Payload: ...
+
+    @property
+    def msg_id(self) -> int: ...
+
+    @property
+    def cause(self) -> int | None: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+def message_fields(env: LoggedMessage) -> dict[str, Any]:
+    """The keys of a `msg.send` / `msg.recv` line for one message."""
     out: dict[str, Any] = {}
-    cpu = m.src if m.src.startswith("cpu") else m.dst if m.dst.startswith("cpu") else None
-    if cpu is not None:
-        out["cpu"] = int(cpu[3:])
-    if m.addr is not None:
-        out["addr"] = m.addr
-        out["pages"] = m.pages
-    out.update(msg_id=m.msg_id, src=m.src, dst=m.dst, kind=m.kind, cause=m.cause)
-    if m.arg is not None and m.arg != ():
-        out["arg"] = m.arg
+    end = env.src if env.src.is_cpu else env.dst if env.dst.is_cpu else None
+    if end is not None:
+        out["cpu"] = end.index
+    rng = env.msg.range
+    if rng is not None:
+        out["addr"], out["pages"] = rng
+    out.update(msg_id=env.msg_id, src=env.src.name, dst=env.dst.name, kind=env.kind, cause=env.cause)
+    arg = env.msg.log_arg()
+    if arg is not None:
+        out["arg"] = arg
     return out
 
 
-def render_events(step: int, vtime: int, actor: str, events: Iterable[tuple[str, Any]],
-                  sent: tuple[Message, ...], received: Message | None) -> Iterator[dict[str, Any]]:
-    """The log lines of one step: `msg.recv` first, then the step's events in order."""
+def line(step: int, vtime: int, actor: str, event: Event) -> dict[str, Any]:
+    """One log line for `event`."""
+    return {"step": step, "vtime_ns": vtime, "actor": actor, "event": event.NAME, **render_fields(event)}
+
+
+def render_events(step: int, vtime: int, actor: str, events: Iterable[Event | int],
+                  sent: tuple[LoggedMessage, ...], received: LoggedMessage | None) -> Iterator[dict[str, Any]]:
+    """The log lines of one step: `msg.recv` first, then the step's events in order
+    (an int stands for the `msg.send` of that message of `sent`)."""
     if received is not None:
         yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": "msg.recv", **message_fields(received)}
-    for name, fields in events:
-        if name == "msg.send":
-            yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": name, **message_fields(sent[fields])}
+    for ev in events:
+        if isinstance(ev, int):
+            yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": "msg.send", **message_fields(sent[ev])}
         else:
-            yield {"step": step, "vtime_ns": vtime, "actor": actor, "event": name,
-                   **{k: v for k, v in fields.items() if v is not None or k == "result"}}
+            yield line(step, vtime, actor, ev)
+
+
+__all__ = ["FORMAT", "EventLog", "render_events", "message_fields", "line", "order_keys"]

@@ -1,4 +1,8 @@
-"""VMAs: what a mapping is, independent of how it is found (see `vma_tree`)."""
+"""VMAs: what a mapping is, independent of how it is found (see `vma_tree`).
+
+Only what every design shares lives here. What a locking design keeps per VMA (a
+reference count, a per-VMA lock) is that policy's own record, in its own module.
+"""
 
 from __future__ import annotations
 
@@ -37,14 +41,6 @@ class Vma:
     fill: int = 0
     prot: str = "rw"
     state: VmaState = "live"
-    #: wilcox/glisse: references (the tree's one, plus one per `fault`-path fault).
-    refcount: int = 1
-    #: pervma: `vm_refcnt` readers holding the per-VMA read lock.
-    readers: int = 0
-    #: pervma: `vm_lock_seq == mm_lock_seq` — write-locked by the mmap_lock holder.
-    write_locked: bool = False
-    #: pervma: the CPU in vma_start_write waiting for the readers to drain.
-    drain_waiter: int | None = None
 
     @property
     def pages(self) -> int:
@@ -55,3 +51,6 @@ class Vma:
         if self.kind == "file":
             return f"file:{self.file}:{(page - self.start) // PAGE_SIZE}"
         return f"{self.owner}:{(page - self.start) // PAGE_SIZE}"
+
+    def covers(self, addr: int) -> bool:
+        return self.start <= addr < self.end

@@ -1,40 +1,32 @@
-"""Policies: each locking design in its own module; actors consult the policy object.
+"""Policies: each locking design in its own module, as a protocol table the CPU actor
+dispatches on, its own records and its knobs (`vmactors.actors.policy.Policy`).
 
-The registry is filled in by the policy modules; `POLICY_NAMES` is the full list
-(main policies first, then ablations) that scenario `[expect]` tables may name.
+`POLICY_NAMES` is the full list (main policies first, then ablations) that scenario
+`[expect]` tables may name.
+
+>>> get_policy("mmap_sem").name
+'mmap_sem'
 """
 
 from __future__ import annotations
 
-MAIN_POLICIES: tuple[str, ...] = ("mmap_sem", "wilcox", "glisse", "pervma")
-ABLATIONS: tuple[str, ...] = (
-    "mmap_sem-free-before-flush",
-    "mmap_sem-irqs-off-wait",
-    "wilcox-no-zero",
-    "wilcox-free-before-flush",
-    "wilcox-no-grace",
-    "wilcox-no-recheck",
-    "wilcox-early-return",
-)
+from ..actors.policy import Policy
+from ..errors import UsageError
+from .registry import ABLATED, MAIN, POLICIES
+
+MAIN_POLICIES: tuple[str, ...] = tuple(p.name for p in MAIN)
+ABLATIONS: tuple[str, ...] = tuple(p.name for p in ABLATED)
 POLICY_NAMES: tuple[str, ...] = MAIN_POLICIES + ABLATIONS
 
 
-def get_policy(name: str) -> "Policy":
-    """The policy object for `name` (a main policy or an ablation).
-
-    >>> get_policy("mmap_sem").name
-    'mmap_sem'
-    """
-    from . import registry
-
+def get_policy(name: str | Policy) -> Policy:
+    """The policy called `name` (a main policy or an ablation)."""
+    if isinstance(name, Policy):
+        return name
     try:
-        return registry.POLICIES[name]()
+        return POLICIES[name]
     except KeyError:
         raise UsageError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}") from None
 
 
-from ..errors import UsageError  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    from .base import Policy
+__all__ = ["MAIN_POLICIES", "ABLATIONS", "POLICY_NAMES", "POLICIES", "Policy", "get_policy"]

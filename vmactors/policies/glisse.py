@@ -10,91 +10,162 @@ As `wilcox` (RCU lookup, `rcu_map_pages`, refcounted anon faults), except:
   the rwsem is release. I argue we should keep that behavior" — faults that find the
   range being replaced wait until the whole MAP_FIXED is done.
 
-Both waits are one mechanism, a *fence* over the range, put up by the tree owner in
-the same step as the tree store and taken down by the writer, which then wakes every
-waiting CPU with a `fence_open` message.
+Both waits are one mechanism, a *fence* over the range: this design's own record
+(`("fences",)`: the fenced ranges with their owner and waiting CPUs), put up by the
+tree owner in the same step as the tree store (a hook), so no fault can find the
+range's new VMA before the fence is up, and taken down by the writer, which then
+wakes every waiting CPU with a `fence_open` message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 import attrs
 
-from ..actors.cpu import CpuState
-from ..actors.messages import Effects
-from .base import Protocols, wait
-from .wilcox import WilcoxPolicy
+from ..actors import footprint as fp
+from ..actors.effects import Effects
+from ..actors.footprint import EMPTY, Footprint
+from ..actors.kernel import Kernel
+from ..actors.messages import MapFixed, Message, RangeMessage, TreeRequest, Unmap
+from ..actors.phases import EXIT, START, Access, Path, Phase, View, goto, wait
+from ..actors.policy import NoTreeHooks
+from ..actors.tasks import FaultTask, SyscallTask
+from ..ids import MmId, cpu
+from ..log.schema import LockRelease, LockWait
+from ..mm.layout import PAGE_SIZE
+from ..mm.world import World
+from .common import TASK_FRAMES, flush_phase
+from .wilcox import WILCOX, WilcoxKnobs, after_lookup, free_frames, leave_rcu, put_vma, rcu_lookup
 
 
-def open_fence(fx: Effects, cpu: CpuState) -> None:
+@attrs.frozen(cache_hash=True)
+class Fence:
+    """[start, end) fenced by `owner`'s munmap flush or MAP_FIXED; `waiters` are the
+    CPUs whose faults wait for it to come down."""
+
+    start: int
+    end: int
+    owner: int
+    waiters: frozenset[int] = frozenset()
+
+    @property
+    def pages(self) -> int:
+        return (self.end - self.start) // PAGE_SIZE
+
+
+FENCES = ("fences",)
+
+
+@attrs.frozen(cache_hash=True)
+class FenceOpen(RangeMessage):
+    """The fence over the range is down: look the address up again."""
+
+    KIND: ClassVar[str] = "fence_open"
+
+
+class FenceHooks(NoTreeHooks):
+    """The tree owner puts the fence up in the same step as the store."""
+
+    def tree_updated(self, fx: Effects, mm: MmId, who: int, msg: TreeRequest, start: int, end: int) -> None:
+        if isinstance(msg, (MapFixed, Unmap)):
+            fences: tuple[Fence, ...] = fx.policy_get(mm, FENCES, ())
+            fx.policy_set(mm, FENCES, fences + (Fence(start, end, who),))
+
+    def tree_footprint(self, world: World, mm: MmId, msg: TreeRequest) -> Footprint:
+        if isinstance(msg, (MapFixed, Unmap)):
+            return Footprint.of(writes=[fp.policy(mm, FENCES)])
+        return EMPTY
+
+
+def _fences(v: View) -> Iterable[fp.Obj]:
+    return [fp.policy(v.cpu.mm, FENCES)]
+
+
+FENCE = Access("fences", _fences)
+
+
+def open_fence(k: Kernel) -> None:
     """Take down this CPU's fences and wake the faults waiting on them."""
     keep = []
-    for fence in fx.world.fences:
-        start, end, owner, waiters = fence
-        if owner != cpu.id:
+    fences: tuple[Fence, ...] = k.policy_get(FENCES, ())
+    for fence in fences:
+        if fence.owner != k.id:
             keep.append(fence)
             continue
-        fx.emit("lock.release", cpu=cpu.id, addr=start, pages=(end - start) // 4096, lock="fence", mode="write")
-        for w in sorted(waiters):
-            fx.send(f"cpu{w}", "fence_open", start, (end - start) // 4096)
-    fx.world = attrs.evolve(fx.world, fences=tuple(keep))
+        k.emit(LockRelease(cpu=k.id, addr=fence.start, pages=fence.pages, lock="fence", mode="write"))
+        for w in sorted(fence.waiters):
+            k.send(cpu(w), FenceOpen(addr=fence.start, pages=fence.pages))
+    k.policy_set(FENCES, tuple(keep) or None)
 
 
-class GlissePolicy(WilcoxPolicy):
-    name: ClassVar[str] = "glisse"
-    summary: ClassVar[str] = ("Glisse 2019: as wilcox, but munmap stores NULL at once and faults that find a "
-                              "fenced range (reused before its flush, or under MAP_FIXED) wait")
-    fences: ClassVar[bool] = True
+def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
+    """As wilcox's, but a VMA in a fenced range (other than this CPU's own) makes the
+    fault leave RCU and wait for `fence_open`, then look up again."""
+    vma = rcu_lookup(k, t)
+    if vma is None:
+        return EXIT
+    fences: tuple[Fence, ...] = k.policy_get(FENCES, ())
+    for i, f in enumerate(fences):
+        if f.start < vma.end and vma.start < f.end and f.owner != k.id:
+            k.policy_set(FENCES, fences[:i] + (attrs.evolve(f, waiters=f.waiters | {k.id}),) + fences[i + 1:])
+            leave_rcu(k)
+            k.emit(LockWait(cpu=k.id, addr=f.start, pages=f.pages, vma=vma.id, lock="fence", mode="read"))
+            return wait(t, START, FenceOpen, vma=None)
+    return after_lookup(t, vma)
 
-    PROTOCOLS: ClassVar[Protocols] = {
-        "fault": (
-            ("start", "rcu_read_lock; find_vma (NULL: SIGSEGV); a VMA in a fenced range: rcu_read_unlock, wait for fence_open, then look up again"),
-        ) + WilcoxPolicy.PROTOCOLS["fault"][1:],
-        "munmap": (
-            ("start", "take the writers' lock"),
-            ("update", "tree owner stores NULL and fences the range in one step; VMAs detached"),
-            ("zap", "zap the PTEs; release the writers' lock"),
-            ("flush", "local flush and shootdown; wait for every ack"),
-            ("free", "free the frames; take the fence down, waking waiting faults"),
-            ("put", "drop the tree's VMA references (the last one: call_rcu); return"),
-        ),
-        "mmap_fixed": (
-            ("start", "take the writers' lock"),
-            ("update", "tree owner stores the new VMA and fences the range in one step"),
-            ("zap", "zap the old PTEs; release the writers' lock"),
-            ("flush", "local flush and shootdown; wait for every ack"),
-            ("free", "free the old frames, drop the old VMAs' references, take the fence down; return"),
-        ),
-        "mprotect": WilcoxPolicy.PROTOCOLS["mprotect"],
-        "mmap": (
-            ("start", "take the writers' lock"),
-            ("insert", "tree owner places the VMA (a NULL range whose flush is pending may be reused)"),
-            ("done", "release the writers' lock; return the address"),
-        ),
-    }
 
-    def munmap_entry(self) -> str:
-        return "null"
+def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    free_frames(k, t)
+    open_fence(k)
+    return goto(t, "put", frames=())
 
-    def fault_must_wait(self, fx: Effects, cpu: CpuState, vma_id: str) -> CpuState | None:
-        vma = fx.world.vma(vma_id)
-        fences = fx.world.fences
-        for i, (start, end, owner, waiters) in enumerate(fences):
-            if start < vma.end and vma.start < end and owner != cpu.id:
-                fx.world = attrs.evolve(
-                    fx.world, fences=fences[:i] + ((start, end, owner, waiters | {cpu.id}),) + fences[i + 1 :]
-                )
-                cpu = self._leave_rcu(fx, cpu)
-                fx.emit("lock.wait", cpu=cpu.id, addr=start, pages=(end - start) // 4096, vma=vma_id,
-                        lock="fence", mode="read")
-                return wait(cpu, "start", "fence_open", vma=None)
-        return None
 
-    def flush_done_hook(self, fx: Effects, cpu: CpuState) -> CpuState:
-        open_fence(fx, cpu)
-        return cpu
+def map_fixed_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    free_frames(k, t)
+    for vid in t.old:
+        put_vma(k, vid)
+    open_fence(k)
+    k.syscall_return(goto(t, "free", frames=()), t.old)
+    return EXIT
 
-    def map_fixed_done_hook(self, fx: Effects, cpu: CpuState) -> CpuState:
-        open_fence(fx, cpu)
-        return cpu
+
+_wilcox = WILCOX.protocol
+_fault_start = _wilcox.phase("fault", START)
+_fixed_free = _wilcox.phase("mmap_fixed", "free")
+
+PROTOCOL = (
+    _wilcox
+    .replace("fault", START, handler=fault_start, next=(START,) + _fault_start.next, writes=(FENCE,),
+             doc="rcu_read_lock; find_vma (NULL: SIGSEGV); a VMA in a fenced range: rcu_read_unlock, wait for "
+                 "fence_open, then look up again")
+    # munmap leaves NULL: no ZERO to clear, and no early-return remainder.
+    .with_path(Path("munmap", (
+        _wilcox.phase("munmap", START),
+        _wilcox.phase("munmap", "update").replace(
+            doc="tree owner stores NULL and fences the range in one step; VMAs detached"),
+        _wilcox.phase("munmap", "zap"),
+        flush_phase("free"),
+        Phase("free", munmap_free, ("put",), "free the frames; take the fence down, waking waiting faults",
+              sends=(FenceOpen,), writes=(TASK_FRAMES, FENCE)),
+        _wilcox.phase("munmap", "put"),
+    )))
+    .replace("mmap_fixed", "update", doc="tree owner stores the new VMA and fences the range in one step")
+    .replace("mmap_fixed", "free", handler=map_fixed_free, sends=_fixed_free.sends + (FenceOpen,),
+             doc="free the old frames, drop the old VMAs' references, take the fence down; return",
+             writes=_fixed_free.writes + (FENCE,))
+    .replace("mmap", "insert", doc="tree owner places the VMA (a NULL range whose flush is pending may be reused)")
+)
+
+GLISSE = attrs.evolve(
+    WILCOX,
+    name="glisse",
+    summary=("Glisse 2019: as wilcox, but munmap stores NULL at once and faults that find a fenced range (reused "
+             "before its flush, or under MAP_FIXED) wait"),
+    protocol=PROTOCOL,
+    config=WilcoxKnobs(zero_entry=False),
+    hooks=FenceHooks(),
+)
+
+__all__ = ["GLISSE", "Fence", "FenceOpen", "FenceHooks", "open_fence", "FENCES", "PROTOCOL"]

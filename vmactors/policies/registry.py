@@ -1,33 +1,11 @@
-"""Name -> policy class, for every policy and ablation."""
+"""Name -> policy, for every policy and ablation, in the order `vmactors policies` lists them."""
 
 from __future__ import annotations
 
-from .base import Policy
-from .glisse import GlissePolicy
-from .mmap_sem import MmapSemFreeBeforeFlush, MmapSemIrqsOffWait, MmapSemPolicy
-from .pervma import PerVmaPolicy
-from .wilcox import (
-    WilcoxEarlyReturn,
-    WilcoxFreeBeforeFlush,
-    WilcoxNoGrace,
-    WilcoxNoRecheck,
-    WilcoxNoZero,
-    WilcoxPolicy,
-)
+from ..actors.policy import Policy
+from . import glisse, mmap_sem, pervma, wilcox
 
-POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls
-    for cls in (
-        MmapSemPolicy,
-        WilcoxPolicy,
-        GlissePolicy,
-        PerVmaPolicy,
-        MmapSemFreeBeforeFlush,
-        MmapSemIrqsOffWait,
-        WilcoxNoZero,
-        WilcoxFreeBeforeFlush,
-        WilcoxNoGrace,
-        WilcoxNoRecheck,
-        WilcoxEarlyReturn,
-    )
-}
+MAIN: tuple[Policy, ...] = (mmap_sem.MMAP_SEM_POLICY, wilcox.WILCOX, glisse.GLISSE, pervma.PERVMA)
+ABLATED: tuple[Policy, ...] = mmap_sem.ABLATIONS + wilcox.ABLATIONS
+
+POLICIES: dict[str, Policy] = {p.name: p for p in MAIN + ABLATED}

@@ -11,8 +11,9 @@
   the tree update and the zap; the shootdown, the frees and the tree clean-up happen
   outside it. munmap leaves a ZERO entry so the allocator cannot reuse the range until
   the flush is done; MAP_FIXED replaces the VMA in one store and never blocks faults.
-- VMAs: the tree holds one reference, each `fault`-path fault one; whoever drops the
-  last hands the VMA to `call_rcu`.
+- VMA references are this design's own records (`("ref", vma)`: absent means the
+  tree's one reference): the tree holds one, each `fault`-path fault one; whoever
+  drops the last hands the VMA to `call_rcu`.
 
 Seed message: "While one thread is calling mmap(MAP_FIXED), two other threads which
 are accessing the same address may see different data from each other ... I believe
@@ -21,353 +22,396 @@ this is OK" — the `coherence` invariant is what Glisse objects to.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from typing import Literal
 
 import attrs
 
-from ..actors.cpu import CpuState, Program
-from ..actors.messages import Effects, Message
-from .base import (
-    Policy,
-    Protocols,
+from ..actors import footprint as fp
+from ..actors.kernel import Kernel, check_access
+from ..actors.messages import CallRcu, ClearZero, Flush, FlushDone, MapFixed, Message, Protect, TreeDone, Unmap, UpWrite
+from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, View, goto, wait
+from ..actors.policy import Policy
+from ..actors.tasks import FaultTask, SyscallTask
+from ..ids import MMAP_SEM, RCU, TREE
+from ..log.schema import FaultRetry, LockAcquire, LockRelease
+from ..mm.vma import Vma
+from .common import (
+    FRESH_FRAME,
+    INSTALL_WRITES,
+    OLD_VMAS,
+    PAGE_PTE,
+    RANGE_PTE_FRAMES,
+    RANGE_PTES,
+    RANGE_TLB,
+    RETURN_WRITES,
+    TASK_FRAME,
+    TASK_FRAMES,
+    TASK_VMA,
+    TREE_READ,
+    VMA_AT_ADDR,
     alloc_for_fault,
-    alloc_page,
-    change_protection,
-    check_access,
-    fault_done,
-    fault_segv,
-    fault_task,
     flush_and_wait,
-    flush_tlb_range_and_shootdown,
-    free_frame,
-    free_vma_now,
-    goto,
-    install_for_fault,
-    lock_for_write,
-    rcu_read_lock,
-    rcu_read_unlock,
-    read_vma,
-    syscall_task,
-    wait,
-    writer_done,
-    zap_range,
+    flush_phase,
+    mmap_path,
+    take_old,
+    writer_start,
 )
 
 
-def put_vma(fx: Effects, cpu: CpuState, vma_id: str, grace_period: bool) -> None:
+@attrs.frozen
+class WilcoxKnobs:
+    """The safeguards, each removed by one ablation."""
+
+    #: munmap leaves ZERO (not NULL) until its flush is done.
+    zero_entry: bool = True
+    free_before_flush: bool = False
+    #: The last reference hands the VMA to call_rcu (not freed at once).
+    grace_period: bool = True
+    #: Installs recheck, under the page-table lock, that the VMA is attached.
+    recheck: bool = True
+    #: munmap returns once its IPIs are sent (its remainder runs on the acks).
+    early_return: bool = False
+
+
+# --- this design's own records: VMA references ---------------------------------------------------
+
+
+def ref_key(vma_id: str) -> tuple[str, str]:
+    return ("ref", vma_id)
+
+
+def refcount(k: Kernel, vma_id: str) -> int:
+    return k.policy_get(ref_key(vma_id), 1)
+
+
+def set_refcount(k: Kernel, vma_id: str, n: int) -> None:
+    k.policy_set(ref_key(vma_id), n if n != 1 else None)
+
+
+def put_vma(k: Kernel, vma_id: str) -> None:
     """Drop one reference; the last one hands the VMA to call_rcu (or, without a
     grace period, frees it at once)."""
-    vma = fx.world.vma(vma_id)
-    fx.world = fx.world.set_vma(attrs.evolve(vma, refcount=vma.refcount - 1))
-    fx.emit("lock.release", cpu=cpu.id, vma=vma_id, lock="refcount", mode="read")
-    if vma.refcount - 1 == 0:
-        if grace_period:
-            fx.send("rcu", "call_rcu", arg=vma_id)
+    n = refcount(k, vma_id) - 1
+    set_refcount(k, vma_id, n)
+    k.emit(LockRelease(cpu=k.id, vma=vma_id, lock="refcount", mode="read"))
+    if n == 0:
+        if k.knobs(WilcoxKnobs).grace_period:
+            k.send(RCU, CallRcu(vma=vma_id, mm=k.mm))
         else:
-            free_vma_now(fx, cpu, vma_id)
+            k.free_vma_now(vma_id)
 
 
-class WilcoxPolicy(Policy):
-    name: ClassVar[str] = "wilcox"
-    summary: ClassVar[str] = ("Wilcox 2019: RCU tree lookup, rcu_map_pages for file faults, refcounted anon "
-                              "faults, ZERO entry while munmap flushes, MAP_FIXED never blocks faults")
-    # Safeguards, each removed by one ablation.
-    zero_entry: ClassVar[bool] = True
-    free_before_flush: ClassVar[bool] = False
-    grace_period: ClassVar[bool] = True
-    recheck: ClassVar[bool] = True
-    early_return: ClassVar[bool] = False
-    #: glisse: writers fence the range so faults that find a VMA there wait.
-    fences: ClassVar[bool] = False
+def _task_ref(v: View) -> Iterable[fp.Obj]:
+    vid = v.fault.vma
+    return [fp.policy(v.cpu.mm, ref_key(vid))] if vid is not None else []
 
-    PROTOCOLS: ClassVar[Protocols] = {
-        "fault": (
-            ("start", "rcu_read_lock; find_vma in the published tree (NULL or ZERO: SIGSEGV); file -> map_pages, anon -> get_ref"),
-            ("map_pages", "rcu_map_pages: look the page up in the page cache, still under RCU, no reference"),
-            ("install_rcu", "page-table lock: recheck the VMA is attached (else retry), set the PTE; rcu_read_unlock"),
-            ("get_ref", "take a VMA reference (inc-not-zero, else retry); rcu_read_unlock"),
-            ("alloc", "allocate a zeroed page"),
-            ("install", "page-table lock: recheck the VMA is attached (else free the page, retry), set the PTE; drop the reference"),
-        ),
-        "munmap": (
-            ("start", "take the writers' lock (mmap_sem for write)"),
-            ("update", "tree owner stores ZERO over the range; VMAs detached"),
-            ("zap", "zap the PTEs; release the writers' lock"),
-            ("flush", "local flush and shootdown; wait for every ack"),
-            ("free", "free the frames"),
-            ("clear", "tree owner turns ZERO into NULL"),
-            ("put", "drop the tree's VMA references (the last one: call_rcu); return"),
-        ),
-        "mmap_fixed": (
-            ("start", "take the writers' lock"),
-            ("update", "tree owner stores the new VMA over the range in one store; old VMAs detached"),
-            ("zap", "zap the old PTEs; release the writers' lock"),
-            ("flush", "local flush and shootdown; wait for every ack"),
-            ("free", "free the old frames; drop the old VMAs' tree references; return"),
-        ),
-        "mprotect": (
-            ("start", "take the writers' lock"),
-            ("update", "tree owner stores a copy of the VMA with the new protection"),
-            ("protect", "change the PTEs; release the writers' lock"),
-            ("flush", "local flush and shootdown; wait for every ack"),
-            ("put", "drop the old VMA's tree reference; return"),
-        ),
-        "mmap": (
-            ("start", "take the writers' lock"),
-            ("insert", "tree owner places the VMA (ZERO ranges are taken) and stores it"),
-            ("done", "release the writers' lock; return the address"),
-        ),
-    }
 
-    # --- fault ----------------------------------------------------------------
+def _old_refs(v: View) -> Iterable[fp.Obj]:
+    return [fp.policy(v.cpu.mm, ref_key(vid)) for vid in v.syscall.old]
 
-    def fault_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        if not cpu.rcu_nesting:
-            cpu = rcu_read_lock(cpu)
-            fx.emit("lock.acquire", cpu=cpu.id, lock="rcu", mode="read")
-        vma = fx.world.find_vma(task.vaddr)
-        why = check_access(vma, task.access)
-        if why is not None:
-            cpu = self._leave_rcu(fx, cpu)
-            return fault_segv(fx, cpu, program, why)
-        assert vma is not None
-        blocked = self.fault_must_wait(fx, cpu, vma.id)
-        if blocked is not None:
-            return blocked
-        if vma.kind == "file":
-            return goto(cpu, "map_pages", vma=vma.id, holds=("rcu",))
-        return goto(cpu, "get_ref", vma=vma.id, holds=("rcu",))
 
-    def fault_must_wait(self, fx: Effects, cpu: CpuState, vma_id: str) -> CpuState | None:
-        """Hook for `glisse`: wait instead of faulting in this VMA now."""
+TASK_REF = Access("ref", _task_ref)
+OLD_REFS = Access("old refs", _old_refs)
+
+# --- fault ---------------------------------------------------------------------------------------
+
+
+def leave_rcu(k: Kernel) -> None:
+    k.emit(LockRelease(cpu=k.id, lock="rcu", mode="read"))
+    k.rcu_read_unlock()
+
+
+def retry(k: Kernel, t: FaultTask, reason: str) -> FaultTask:
+    k.emit(FaultRetry(cpu=k.id, addr=t.page, pages=1, vma=t.vma, reason=reason))
+    return goto(t, START, vma=None, frame=None, fresh=False, holds=())
+
+
+def attached(k: Kernel, vma_id: str) -> bool:
+    return not k.knobs(WilcoxKnobs).recheck or k.vma(vma_id).state == "live"
+
+
+def rcu_lookup(k: Kernel, t: FaultTask) -> Vma | None:
+    """rcu_read_lock; find_vma in the published tree. NULL, ZERO or a VMA that forbids
+    the access: leave RCU and SIGSEGV (None)."""
+    if not k.cpu.rcu_nesting:
+        k.rcu_read_lock()
+        k.emit(LockAcquire(cpu=k.id, lock="rcu", mode="read"))
+    vma = k.find_vma(t.vaddr)
+    why = check_access(vma, t.access)
+    if why is not None:
+        leave_rcu(k)
+        k.segv(t, why)
         return None
-
-    def _leave_rcu(self, fx: Effects, cpu: CpuState) -> CpuState:
-        fx.emit("lock.release", cpu=cpu.id, lock="rcu", mode="read")
-        return rcu_read_unlock(fx, cpu)
-
-    def _retry(self, fx: Effects, cpu: CpuState, reason: str) -> CpuState:
-        task = fault_task(cpu)
-        fx.emit("fault.retry", cpu=cpu.id, addr=task.page, pages=1, vma=task.vma, reason=reason)
-        return goto(cpu, "start", vma=None, frame=None, fresh=False, holds=())
-
-    def _attached(self, fx: Effects, vma_id: str) -> bool:
-        return not self.recheck or fx.world.vma(vma_id).state == "live"
-
-    def fault_map_pages(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        vma = read_vma(fx, cpu, task.vma)
-        frame, _ = alloc_page(fx, cpu, vma, task.page)
-        return goto(cpu, "install_rcu", frame=frame, fresh=False)
-
-    def fault_install_rcu(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        vma = read_vma(fx, cpu, task.vma)
-        if not self._attached(fx, task.vma):
-            cpu = self._leave_rcu(fx, cpu)
-            return self._retry(fx, cpu, f"vma {task.vma} detached")
-        cpu = install_for_fault(fx, cpu, vma)
-        cpu = self._leave_rcu(fx, cpu)
-        return fault_done(fx, cpu)
-
-    def fault_get_ref(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        vma = read_vma(fx, cpu, task.vma)
-        if vma.refcount == 0:  # inc-not-zero failed: the VMA is on its way out
-            cpu = self._leave_rcu(fx, cpu)
-            return self._retry(fx, cpu, f"vma {task.vma} refcount is zero")
-        fx.world = fx.world.set_vma(attrs.evolve(vma, refcount=vma.refcount + 1))
-        fx.emit("lock.acquire", cpu=cpu.id, vma=vma.id, lock="refcount", mode="read")
-        cpu = self._leave_rcu(fx, cpu)
-        return goto(cpu, "alloc", holds=("ref",))
-
-    def fault_alloc(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return alloc_for_fault(fx, cpu, "install")
-
-    def fault_install(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = fault_task(cpu)
-        assert task.vma is not None
-        vma = read_vma(fx, cpu, task.vma)
-        if not self._attached(fx, task.vma):
-            if task.fresh and task.frame is not None:
-                free_frame(fx, cpu, task.frame)
-            put_vma(fx, cpu, task.vma, self.grace_period)
-            return self._retry(fx, cpu, f"vma {task.vma} detached")
-        cpu = install_for_fault(fx, cpu, vma)
-        put_vma(fx, cpu, task.vma, self.grace_period)
-        return fault_done(fx, cpu)
-
-    # --- writers -----------------------------------------------------------------
-
-    def _zap_and_release(self, fx: Effects, cpu: CpuState) -> CpuState:
-        task = syscall_task(cpu)
-        assert task.start is not None
-        frames = zap_range(fx, cpu, task.start, task.pages)
-        if self.free_before_flush:
-            for fid in frames:
-                free_frame(fx, cpu, fid)
-            frames = ()
-        # The writers' serialisation ends here: the flush and frees run outside it.
-        fx.send("mmap_sem", "up_write")
-        return goto(cpu, "flush", frames=frames)
-
-    # munmap
-
-    def munmap_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return lock_for_write(fx, cpu, "update")
-
-    def munmap_entry(self) -> str:
-        """What munmap leaves in the tree until its flush is done."""
-        return "zero" if self.zero_entry else "null"
-
-    def munmap_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        fx.send("tree", "unmap", task.start, task.pages, arg=(self.munmap_entry(), self.fences))
-        return wait(cpu, "zap", "tree_done")
-
-    def munmap_zap(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        if msg is not None:
-            return goto(cpu, "zap", old=msg.arg)
-        return self._zap_and_release(fx, cpu)
-
-    def munmap_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        if self.early_return and cpu.tail is None:
-            # The ablation: return once the IPIs are on their way; the rest of the
-            # munmap runs when the acks are in.
-            task = syscall_task(cpu)
-            assert task.start is not None
-            cpu = flush_tlb_range_and_shootdown(fx, cpu, task.start, task.pages)
-            tail = attrs.evolve(task, phase="free", waiting="flush_done")
-            cpu = writer_done(fx, cpu, program, task.old)
-            return attrs.evolve(cpu, tail=tail)
-        return flush_and_wait(fx, cpu, "free")
-
-    def finish_tail(self, fx: Effects, cpu: CpuState, program: Program, msg: Message) -> CpuState:
-        tail = cpu.tail
-        assert tail is not None
-        for fid in tail.frames:
-            free_frame(fx, cpu, fid)
-        if self.zero_entry:
-            fx.send("tree", "clear_zero", tail.start, tail.pages, arg=False)
-        for vid in tail.old:
-            put_vma(fx, cpu, vid, self.grace_period)
-        return attrs.evolve(cpu, tail=None)
-
-    def munmap_free(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        for fid in task.frames:
-            free_frame(fx, cpu, fid)
-        cpu = self.flush_done_hook(fx, cpu)
-        return goto(cpu, "clear" if self.munmap_entry() == "zero" else "put", frames=())
-
-    def flush_done_hook(self, fx: Effects, cpu: CpuState) -> CpuState:
-        """Hook for `glisse`: open the fence once the old range's flush is done."""
-        return cpu
-
-    def munmap_clear(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        fx.send("tree", "clear_zero", task.start, task.pages, arg=True)
-        return wait(cpu, "put", "tree_done")
-
-    def munmap_put(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        for vid in task.old:
-            put_vma(fx, cpu, vid, self.grace_period)
-        return writer_done(fx, cpu, program, task.old)
-
-    # MAP_FIXED
-
-    def mmap_fixed_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return lock_for_write(fx, cpu, "update")
-
-    def mmap_fixed_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        fx.send("tree", "map_fixed", task.start, task.pages, arg=(task.request, self.fences))
-        return wait(cpu, "zap", "tree_done")
-
-    def mmap_fixed_zap(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        if msg is not None:
-            task = syscall_task(cpu)
-            assert task.request is not None
-            return goto(cpu, "zap", old=msg.arg, new=task.request.vma, ret=task.start)
-        return self._zap_and_release(fx, cpu)
-
-    def mmap_fixed_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return flush_and_wait(fx, cpu, "free")
-
-    def mmap_fixed_free(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        for fid in task.frames:
-            free_frame(fx, cpu, fid)
-        for vid in task.old:
-            put_vma(fx, cpu, vid, self.grace_period)
-        cpu = self.map_fixed_done_hook(fx, cpu)
-        return writer_done(fx, goto(cpu, "free", frames=()), program, task.old)
-
-    def map_fixed_done_hook(self, fx: Effects, cpu: CpuState) -> CpuState:
-        """Hook for `glisse`: the whole MAP_FIXED is done."""
-        return cpu
-
-    # mprotect
-
-    def mprotect_start(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return lock_for_write(fx, cpu, "update")
-
-    def mprotect_update(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        # RCU readers never see a VMA change under them: the tree gets a copy.
-        fx.send("tree", "protect", task.start, task.pages, arg=(task.prot, task.new))
-        return wait(cpu, "protect", "tree_done")
-
-    def mprotect_protect(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        if msg is not None:
-            return goto(cpu, "protect", old=msg.arg)
-        assert task.start is not None and task.prot is not None
-        new_id = fx.world.tree.find_vma(task.start) if task.old else None
-        change_protection(fx, cpu, task.start, task.pages, task.prot, new_id)
-        fx.send("mmap_sem", "up_write")
-        return goto(cpu, "flush")
-
-    def mprotect_flush(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        return flush_and_wait(fx, cpu, "put")
-
-    def mprotect_put(self, fx: Effects, cpu: CpuState, program: Program, msg: Message | None) -> CpuState:
-        task = syscall_task(cpu)
-        for vid in task.old:
-            put_vma(fx, cpu, vid, self.grace_period)
-        return writer_done(fx, cpu, program)
+    return vma
 
 
-class WilcoxNoZero(WilcoxPolicy):
-    name: ClassVar[str] = "wilcox-no-zero"
-    summary: ClassVar[str] = "ablation of wilcox: munmap stores NULL, not ZERO, so a new mmap can reuse the range before the flush (trips coherence)"
-    zero_entry: ClassVar[bool] = False
+def after_lookup(t: FaultTask, vma: Vma) -> FaultTask:
+    """File pages take the map_pages path, anonymous ones the refcounted one."""
+    return goto(t, "map_pages" if vma.kind == "file" else "get_ref", vma=vma.id, holds=("rcu",))
 
 
-class WilcoxFreeBeforeFlush(WilcoxPolicy):
-    name: ClassVar[str] = "wilcox-free-before-flush"
-    summary: ClassVar[str] = "ablation of wilcox: frames freed at the zap, before the shootdown completes (trips frame-uaf)"
-    free_before_flush: ClassVar[bool] = True
+def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
+    vma = rcu_lookup(k, t)
+    return EXIT if vma is None else after_lookup(t, vma)
 
 
-class WilcoxNoGrace(WilcoxPolicy):
-    name: ClassVar[str] = "wilcox-no-grace"
-    summary: ClassVar[str] = "ablation of wilcox: the last reference frees the VMA at once, without an RCU grace period (trips vma-uaf)"
-    grace_period: ClassVar[bool] = False
+def fault_map_pages(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    assert t.vma is not None
+    frame, _ = k.alloc_page(k.read_vma(t.vma), t.page)
+    return goto(t, "install_rcu", frame=frame, fresh=False)
 
 
-class WilcoxNoRecheck(WilcoxPolicy):
-    name: ClassVar[str] = "wilcox-no-recheck"
-    summary: ClassVar[str] = "ablation of wilcox: no recheck under the page-table lock that the VMA is still attached (trips orphan-pte)"
-    recheck: ClassVar[bool] = False
+def fault_install_rcu(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
+    assert t.vma is not None
+    vma = k.read_vma(t.vma)
+    if not attached(k, t.vma):
+        leave_rcu(k)
+        return retry(k, t, f"vma {t.vma} detached")
+    k.install_for_fault(vma, t)
+    leave_rcu(k)
+    k.fault_done(t)
+    return EXIT
 
 
-class WilcoxEarlyReturn(WilcoxPolicy):
-    name: ClassVar[str] = "wilcox-early-return"
-    summary: ClassVar[str] = "ablation of wilcox: munmap returns once its IPIs are sent; frees and ZERO -> NULL still wait for the acks (trips munmap-incomplete)"
-    early_return: ClassVar[bool] = True
+def fault_get_ref(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    assert t.vma is not None
+    vma = k.read_vma(t.vma)
+    n = refcount(k, t.vma)
+    if n == 0:  # inc-not-zero failed: the VMA is on its way out
+        leave_rcu(k)
+        return retry(k, t, f"vma {t.vma} refcount is zero")
+    set_refcount(k, t.vma, n + 1)
+    k.emit(LockAcquire(cpu=k.id, vma=vma.id, lock="refcount", mode="read"))
+    leave_rcu(k)
+    return goto(t, "alloc", holds=("ref",))
+
+
+def fault_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    return alloc_for_fault(k, t, "install")
+
+
+def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
+    assert t.vma is not None
+    vma = k.read_vma(t.vma)
+    if not attached(k, t.vma):
+        if t.fresh and t.frame is not None:
+            k.free_frame(t.frame)
+        put_vma(k, t.vma)
+        return retry(k, t, f"vma {t.vma} detached")
+    k.install_for_fault(vma, t)
+    put_vma(k, t.vma)
+    k.fault_done(t)
+    return EXIT
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+
+def zap_and_release(k: Kernel, t: SyscallTask) -> SyscallTask:
+    """Zap the PTEs, then release the writers' lock: the flush and the frees run
+    outside the writers' serialisation."""
+    assert t.start is not None
+    frames = k.zap_range(t.start, t.pages)
+    if k.knobs(WilcoxKnobs).free_before_flush:
+        for fid in frames:
+            k.free_frame(fid)
+        frames = ()
+    k.send(MMAP_SEM, UpWrite(mm=k.mm))
+    return goto(t, "flush", frames=frames)
+
+
+def munmap_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert t.start is not None
+    entry: Literal["null", "zero"] = "zero" if k.knobs(WilcoxKnobs).zero_entry else "null"
+    k.send(TREE, Unmap(addr=t.start, pages=t.pages, entry=entry, mm=k.mm))
+    return wait(t, "zap", TreeDone)
+
+
+def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    return take_old(t, msg, "zap") or zap_and_release(k, t)
+
+
+def munmap_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask | str:
+    if k.knobs(WilcoxKnobs).early_return and k.cpu.tail is None:
+        # The ablation: return once the IPIs are on their way; the remainder (`tail`)
+        # runs when the acks are in.
+        assert t.start is not None
+        k.flush_tlb_range(t.start, t.pages)
+        k.syscall_return(t, t.old)
+        k.evolve_cpu(tail=wait(t, "tail", FlushDone))
+        return EXIT
+    return flush_and_wait(k, t, "free")
+
+
+def munmap_tail(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    for fid in t.frames:
+        k.free_frame(fid)
+    if k.knobs(WilcoxKnobs).zero_entry:
+        assert t.start is not None
+        k.send(TREE, ClearZero(addr=t.start, pages=t.pages, reply=False, mm=k.mm))
+    for vid in t.old:
+        put_vma(k, vid)
+    return EXIT
+
+
+def free_frames(k: Kernel, t: SyscallTask) -> None:
+    for fid in t.frames:
+        k.free_frame(fid)
+
+
+def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    free_frames(k, t)
+    return goto(t, "clear" if k.knobs(WilcoxKnobs).zero_entry else "put", frames=())
+
+
+def munmap_clear(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert t.start is not None
+    k.send(TREE, ClearZero(addr=t.start, pages=t.pages, reply=True, mm=k.mm))
+    return wait(t, "put", TreeDone)
+
+
+def munmap_put(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    for vid in t.old:
+        put_vma(k, vid)
+    k.syscall_return(t, t.old)
+    return EXIT
+
+
+def map_fixed_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert t.start is not None and t.request is not None
+    k.send(TREE, MapFixed(addr=t.start, pages=t.pages, request=t.request, mm=k.mm))
+    return wait(t, "zap", TreeDone)
+
+
+def map_fixed_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    if msg is not None:
+        assert isinstance(msg, TreeDone) and t.request is not None
+        return goto(t, "zap", old=msg.vmas, new=t.request.vma, ret=t.start)
+    return zap_and_release(k, t)
+
+
+def map_fixed_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    free_frames(k, t)
+    for vid in t.old:
+        put_vma(k, vid)
+    k.syscall_return(goto(t, "free", frames=()), t.old)
+    return EXIT
+
+
+def mprotect_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert t.start is not None and t.prot is not None
+    # RCU readers never see a VMA change under them: the tree gets a copy.
+    k.send(TREE, Protect(addr=t.start, pages=t.pages, prot=t.prot, copy=t.new, mm=k.mm))
+    return wait(t, "protect", TreeDone)
+
+
+def mprotect_protect(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    woken = take_old(t, msg, "protect")
+    if woken is not None:
+        return woken
+    assert t.start is not None and t.prot is not None
+    new_id = k.tree().find_vma(t.start) if t.old else None
+    k.change_protection(t.start, t.pages, t.prot, new_id)
+    k.send(MMAP_SEM, UpWrite(mm=k.mm))
+    return goto(t, "flush")
+
+
+def mprotect_put(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    for vid in t.old:
+        put_vma(k, vid)
+    k.syscall_return(t)
+    return EXIT
+
+
+#: A dropped reference may free the VMA at once (the wilcox-no-grace ablation).
+PUT_WRITES = (OLD_REFS, OLD_VMAS)
+FAULT_PUT_WRITES = (TASK_REF, TASK_VMA)
+
+FAULT = Path("fault", (
+    Phase(START, fault_start, ("map_pages", "get_ref", EXIT),
+          "rcu_read_lock; find_vma in the published tree (NULL or ZERO: SIGSEGV); file -> map_pages, anon -> get_ref",
+          reads=(TREE_READ, VMA_AT_ADDR)),
+    Phase("map_pages", fault_map_pages, ("install_rcu",),
+          "rcu_map_pages: look the page up in the page cache, still under RCU, no reference",
+          reads=(TASK_VMA,), writes=(FRESH_FRAME,)),
+    Phase("install_rcu", fault_install_rcu, (START, EXIT),
+          "page-table lock: recheck the VMA is attached (else retry), set the PTE; rcu_read_unlock",
+          reads=(TASK_VMA,), writes=INSTALL_WRITES),
+    Phase("get_ref", fault_get_ref, (START, "alloc"),
+          "take a VMA reference (inc-not-zero, else retry); rcu_read_unlock", reads=(TASK_VMA,), writes=(TASK_REF,)),
+    Phase("alloc", fault_alloc, ("install",), "allocate a zeroed page", reads=(PAGE_PTE, TASK_VMA),
+          writes=(FRESH_FRAME,)),
+    Phase("install", fault_install, (START, EXIT),
+          "page-table lock: recheck the VMA is attached (else free the page, retry), set the PTE; drop the reference",
+          sends=(CallRcu,), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES),
+))
+
+ZAP_WRITES = (RANGE_PTES, RANGE_PTE_FRAMES)
+
+PROTOCOL = ProtocolTable((
+    FAULT,
+    Path("munmap", (
+        writer_start("update"),
+        Phase("update", munmap_update, ("zap",), "tree owner stores ZERO over the range; VMAs detached",
+              sends=(Unmap,)),
+        Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs; release the writers' lock", sends=(UpWrite,),
+              writes=ZAP_WRITES),
+        Phase("flush", munmap_flush, ("free", EXIT), "local flush and shootdown; wait for every ack "
+              "(wilcox-early-return: return now, the rest runs as the `tail` on the acks)", sends=(Flush,),
+              writes=(RANGE_TLB,) + RETURN_WRITES),
+        Phase("free", munmap_free, ("clear", "put"), "free the frames", writes=(TASK_FRAMES,)),
+        Phase("clear", munmap_clear, ("put",), "tree owner turns ZERO into NULL", sends=(ClearZero,)),
+        Phase("put", munmap_put, (EXIT,), "drop the tree's VMA references (the last one: call_rcu); return",
+              sends=(CallRcu,), writes=PUT_WRITES + RETURN_WRITES),
+        Phase("tail", munmap_tail, (EXIT,),
+              "(wilcox-early-return) once the acks are in: free the frames, ZERO -> NULL, drop the references",
+              sends=(ClearZero, CallRcu), writes=(TASK_FRAMES,) + PUT_WRITES),
+    )),
+    Path("mmap_fixed", (
+        writer_start("update"),
+        Phase("update", map_fixed_update, ("zap",),
+              "tree owner stores the new VMA over the range in one store; old VMAs detached", sends=(MapFixed,)),
+        Phase("zap", map_fixed_zap, ("zap", "flush"), "zap the old PTEs; release the writers' lock",
+              sends=(UpWrite,), writes=ZAP_WRITES),
+        flush_phase("free"),
+        Phase("free", map_fixed_free, (EXIT,), "free the old frames; drop the old VMAs' tree references; return",
+              sends=(CallRcu,), writes=(TASK_FRAMES,) + PUT_WRITES + RETURN_WRITES),
+    )),
+    Path("mprotect", (
+        writer_start("update"),
+        Phase("update", mprotect_update, ("protect",), "tree owner stores a copy of the VMA with the new protection",
+              sends=(Protect,)),
+        Phase("protect", mprotect_protect, ("protect", "flush"), "change the PTEs; release the writers' lock",
+              sends=(UpWrite,), reads=(TREE_READ,), writes=(RANGE_PTES,)),
+        flush_phase("put"),
+        Phase("put", mprotect_put, (EXIT,), "drop the old VMA's tree reference; return", sends=(CallRcu,),
+              writes=PUT_WRITES + RETURN_WRITES),
+    )),
+    mmap_path(insert_doc="tree owner places the VMA (ZERO ranges are taken) and stores it"),
+))
+
+WILCOX = Policy(
+    name="wilcox",
+    summary=("Wilcox 2019: RCU tree lookup, rcu_map_pages for file faults, refcounted anon faults, ZERO entry "
+             "while munmap flushes, MAP_FIXED never blocks faults"),
+    protocol=PROTOCOL,
+    config=WilcoxKnobs(),
+)
+
+ABLATIONS = (
+    WILCOX.ablation("wilcox-no-zero", "ablation of wilcox: munmap stores NULL, not ZERO, so a new mmap can reuse "
+                    "the range before the flush (trips coherence)", config=WilcoxKnobs(zero_entry=False)),
+    WILCOX.ablation("wilcox-free-before-flush", "ablation of wilcox: frames freed at the zap, before the shootdown "
+                    "completes (trips frame-uaf)", config=WilcoxKnobs(free_before_flush=True)),
+    WILCOX.ablation("wilcox-no-grace", "ablation of wilcox: the last reference frees the VMA at once, without an "
+                    "RCU grace period (trips vma-uaf)", config=WilcoxKnobs(grace_period=False)),
+    WILCOX.ablation("wilcox-no-recheck", "ablation of wilcox: no recheck under the page-table lock that the VMA is "
+                    "still attached (trips orphan-pte)", config=WilcoxKnobs(recheck=False)),
+    WILCOX.ablation("wilcox-early-return", "ablation of wilcox: munmap returns once its IPIs are sent; frees and "
+                    "ZERO -> NULL still wait for the acks (trips munmap-incomplete)",
+                    config=WilcoxKnobs(early_return=True)),
+)
+
+__all__ = ["WILCOX", "ABLATIONS", "WilcoxKnobs", "PROTOCOL", "FAULT", "put_vma", "refcount", "leave_rcu", "retry",
+           "rcu_lookup", "after_lookup", "free_frames", "TASK_REF", "OLD_REFS", "PUT_WRITES"]

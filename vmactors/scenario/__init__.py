@@ -6,9 +6,11 @@
 (Load(reg='r0', addr=Addr(label=None, offset=65536)),)
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from vmactors.errors import ScenarioError
-from vmactors.scenario.exists import evaluate, format_expr, parse_exists, registers_read
-from vmactors.scenario.parse import load_scenario, parse_scenario
 
 __all__ = [
     "ScenarioError",
@@ -19,3 +21,17 @@ __all__ = [
     "parse_scenario",
     "registers_read",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the data model (`vmactors.scenario.model`) is imported by the actors, and
+    # the parser imports the policies (to check `[expect]`), which import the actors.
+    if name in ("evaluate", "format_expr", "parse_exists", "registers_read"):
+        from vmactors.scenario import exists
+
+        return getattr(exists, name)
+    if name in ("load_scenario", "parse_scenario"):
+        from vmactors.scenario import parse
+
+        return getattr(parse, name)
+    raise AttributeError(name)

@@ -2,8 +2,8 @@
 
 The parser (`vmactors.scenario.parse`) produces these; the simulator consumes them.
 
->>> Addr(label="A", offset=8)
-Addr(label='A', offset=8)
+>>> MapSpec(name="A").pages
+1
 """
 
 from __future__ import annotations
@@ -12,69 +12,10 @@ from typing import Literal, Union
 
 import attrs
 
-Kind = Literal["anon", "file"]
-Prot = Literal["none", "r", "rw"]
+# The ops are their own module (the CPU actor runs them); the model names them.
+from ..ops import Addr, Kind, Load, Mmap, MmapFixed, Mprotect, Munmap, Op, Prot, RegValue, Store
+
 Verdict = Literal["never", "sometimes", "always"]
-#: A register value: an integer (addresses too) or the string "segv".
-RegValue = Union[int, str]
-
-
-@attrs.frozen
-class Addr:
-    """`LABEL`, `LABEL+OFFSET` (label set, offset in bytes) or an absolute address
-    (label None, offset = the address)."""
-
-    label: str | None
-    offset: int
-
-
-@attrs.frozen
-class Load:
-    reg: str
-    addr: Addr
-
-
-@attrs.frozen
-class Store:
-    addr: Addr
-    value: int
-
-
-@attrs.frozen
-class Mmap:
-    """`LABEL = mmap [PAGES] [kind=] [file=] [fill=] [at=]`; `at` is only a hint."""
-
-    label: str
-    pages: int = 1
-    kind: Kind = "anon"
-    file: str | None = None
-    fill: int = 0
-    at: int | None = None
-
-
-@attrs.frozen
-class MmapFixed:
-    """`mmap LABEL fixed [PAGES] [kind=] [file=] [fill=]` over LABEL's range."""
-
-    label: str
-    pages: int
-    kind: Kind = "anon"
-    file: str | None = None
-    fill: int = 0
-
-
-@attrs.frozen
-class Munmap:
-    label: str
-
-
-@attrs.frozen
-class Mprotect:
-    label: str
-    prot: Prot
-
-
-Op = Union[Load, Store, Mmap, MmapFixed, Munmap, Mprotect]
 
 
 @attrs.frozen
@@ -161,3 +102,6 @@ class Scenario:
     files: tuple[tuple[str, int], ...]
     path: str
     sha256: str
+
+__all__ = ["Addr", "Kind", "Load", "Mmap", "MmapFixed", "Mprotect", "Munmap", "Op", "Prot", "RegValue", "Store",
+           "Verdict", "MapSpec", "ThreadSpec", "Atom", "Not", "And", "Or", "Expr", "Expectation", "Scenario"]

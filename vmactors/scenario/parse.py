@@ -592,7 +592,7 @@ class _Parser:
                 bad(f"expected a label after '{after}'")
             if not _IDENT.fullmatch(toks[j]):
                 bad(f"'{toks[j]}' is not a label")
-            return toks[j]
+            return str(toks[j])
 
         def end_at(j: int) -> None:
             if j < len(toks):

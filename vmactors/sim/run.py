@@ -1,25 +1,32 @@
-"""The direct driver: runs one scenario under one policy and strategy, pure steps in a
-loop, optionally writing the JSONL log. `vmactors.sim.trio_runtime` runs the same
-steps as Trio tasks and gives the same log."""
+"""One run of a scenario under a policy: the step loop, invariant checks, the log.
+
+The loop is written once, as a generator (`Run.loop`): it asks for the enabled
+steps, stops when there are none or the step limit is reached, lets the strategy
+choose, hands the chosen step out and takes back what it did. The direct driver
+(`Run.run`) answers it by applying the pure step relation; the Trio runtime
+(`vmactors.sim.trio_runtime`) answers it by granting the step to an actor task. A
+test driving a run by hand (`vmactors.testing.Sim`) takes single steps with `take`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import attrs
 
-from .. import __version__
+from ..version import __version__
+from ..actors.policy import Policy
+from ..actors.tasks import Program
 from ..invariants import Violation, check_step
-from ..log import FORMAT, EventLog, render_events
-from ..policies import get_policy
-from ..policies.base import Policy
+from ..log import EventLog, line, render_events
+from ..log.schema import FORMAT, InvariantViolated, PteInstall, RunEnd, RunStart, TlbFill, TreeStore
 from ..scenario.exists import evaluate
 from ..scenario.model import RegValue, Scenario
-from .setup import build
+from ..system.machine import Machine
+from ..system.state import Step, StepResult, System
 from .strategies import Strategy, make
-from .system import Step, StepResult, System, enabled, apply, finished, waiting
-from ..actors.cpu import Program
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -36,17 +43,6 @@ class RunResult:
     first_violations: tuple[Violation, ...] = ()
 
 
-def final_regs(system: System, program: Program) -> dict[str, RegValue]:
-    """Registers as `"T:REG" -> value`, in thread then name order."""
-    out: dict[str, RegValue] = {}
-    for c in sorted(system.cpus, key=lambda c: (c.thread is None, c.thread)):
-        if c.thread is None:
-            continue
-        for name in sorted(c.regs.keys()):
-            out[f"{c.thread}:{name}"] = c.regs[name]
-    return out
-
-
 def reg_map(regs: dict[str, RegValue]) -> dict[tuple[int, str], RegValue]:
     out = {}
     for k, v in regs.items():
@@ -55,48 +51,61 @@ def reg_map(regs: dict[str, RegValue]) -> dict[tuple[int, str], RegValue]:
     return out
 
 
+#: What the loop yields: the choice index and the step; it is sent the step's result.
+Loop = Generator[tuple[int, Step], StepResult, "RunResult"]
+
+
 class Run:
-    """One run, stepped by a strategy or by hand; the Trio runtime and the pytest
-    plugin drive it step by step."""
+    """One run, stepped by a strategy or by hand."""
 
     def __init__(self, scenario: Scenario, policy: str | Policy, strategy: Strategy, seed: int = 0,
-                 log: IO[bytes] | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> None:
+                 log: IO[bytes] | None = None, max_steps: int = DEFAULT_MAX_STEPS,
+                 machine: Machine | None = None) -> None:
         self.scenario = scenario
-        self.policy = get_policy(policy) if isinstance(policy, str) else policy
+        self.machine = machine if machine is not None else Machine(scenario, policy)
+        self.policy = self.machine.policy
         self.strategy = strategy
-        self.system, self.program, self.labels = build(scenario)
+        self.system: System = self.machine.initial
+        self.labels = self.machine.labels
         self.max_steps = max_steps
         self.choices: list[int] = []
         self.violated: dict[str, Violation] = {}
         self.log = EventLog(log) if log is not None else None
         self.events: list[dict[str, Any]] | None = None
         self.ended: str | None = None
-        self._header = [{"step": 0, "vtime_ns": 0, "actor": "sim", "event": "run.start", "format": FORMAT,
-                         "vmactors": __version__, "scenario": scenario.name, "scenario_sha256": scenario.sha256,
-                         "policy": self.policy.name, "strategy": strategy.name, "seed": seed}]
+        #: Actors a test stands in for (their slots): not expected to finish.
+        self.stand_in: frozenset[int] = frozenset()
+        self._header = [line(0, 0, "sim", RunStart(format=FORMAT, vmactors=__version__, scenario=scenario.name,
+                                                   scenario_sha256=scenario.sha256, policy=self.policy.name,
+                                                   strategy=strategy.name, seed=seed))]
         if self.log is not None:
             self._header += self._setup_events()
             for event in self._header:
                 self._emit(event)
 
+    @property
+    def program(self) -> Program:
+        """What the CPUs run, and where each map label is (`program.maps`)."""
+        return self.machine.program
+
     def _setup_events(self) -> list[dict[str, Any]]:
         """Step 0: the address space as the scenario sets it up (maps, prefaulted
         PTEs and TLB entries), so a log tells where every translation came from."""
-        world = self.system.world
-        head = {"step": 0, "vtime_ns": 0, "actor": "sim"}
         out: list[dict[str, Any]] = []
-        for start, end, entry in world.tree.items():
-            out.append({**head, "event": "tree.store", "addr": start, "pages": (end - start) // 4096,
-                        "vma": entry, "entry": "vma"})
-        for page in sorted(world.ptes):
-            pte = world.ptes[page]
-            out.append({**head, "event": "pte.install", "addr": page, "pages": 1, "frame": pte.frame,
-                        "vma": pte.vma, "prot": pte.prot})
+        for space in self.system.world.mms:
+            for start, end, entry in space.tree.items():
+                assert isinstance(entry, str)
+                out.append(line(0, 0, "sim", TreeStore(addr=start, pages=(end - start) // 4096, vma=entry,
+                                                       entry="vma")))
+            for page in sorted(space.ptes):
+                pte = space.ptes[page]
+                out.append(line(0, 0, "sim", PteInstall(addr=page, pages=1, frame=pte.frame, vma=pte.vma,
+                                                        prot=pte.prot)))
         for cpu in self.system.cpus:
             for page in sorted(cpu.tlb):
                 e = cpu.tlb[page]
-                out.append({**head, "event": "tlb.fill", "cpu": cpu.id, "addr": page, "pages": 1,
-                            "frame": e.frame, "vma": e.vma, "prot": e.prot})
+                out.append(line(0, 0, "sim", TlbFill(cpu=cpu.id, addr=page, pages=1, frame=e.frame, vma=e.vma,
+                                                     prot=e.prot)))
         return out
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -115,71 +124,93 @@ class Run:
         else:
             self.events = []
 
-    def enabled(self) -> list[Step]:
-        return enabled(self.system, self.program, self.policy)
+    # --- steps ---------------------------------------------------------------------------------
 
-    def take(self, index: int, steps: list[Step] | None = None) -> StepResult:
+    def enabled(self) -> list[Step]:
+        return self.machine.enabled(self.system)
+
+    def take(self, index: int, steps: Sequence[Step] | None = None) -> StepResult:
         """Take the `index`-th enabled step (`steps`: the enabled list, if known)."""
         step = (steps if steps is not None else self.enabled())[index]
-        result = apply(self.system, step, self.program, self.policy)
+        result = self.machine.apply(self.system, step)
         self.commit(index, step, result)
         return result
 
-    def commit(self, index: int, step: Step, result: StepResult) -> None:
+    def commit(self, index: int | None, step: Step, result: StepResult) -> None:
         """Make `result` (of taking `step`, choice `index`) the current state: check
-        the invariants and log the step."""
+        the invariants and log the step. (`index` None: a step no scheduler chose, a
+        test's stand-in sending.)"""
         before = self.system
-        self.choices.append(index)
+        if index is not None:
+            self.choices.append(index)
         self.system = result.system
         violations = check_step(before, result)
         if self.log is not None or self.events is not None:
-            for ev in render_events(result.system.step, result.vtime_ns, step.actor, result.events,
+            for ev in render_events(result.system.step, result.vtime_ns, step.actor.name, result.events,
                                     result.sent, result.received):
                 self._emit(ev)
             for v in violations:
-                self._emit({"step": result.system.step, "vtime_ns": result.vtime_ns, "actor": "sim",
-                            "event": "invariant.violated", **v.fields(), "invariant": v.invariant,
-                            "detail": v.detail})
+                self._emit(line(result.system.step, result.vtime_ns, "sim",
+                                InvariantViolated(invariant=v.invariant, detail=v.detail, **v.fields())))
         for v in violations:
             self.violated.setdefault(v.invariant, v)
 
-    def run(self) -> RunResult:
-        while self.ended is None:
-            steps = self.enabled()
-            if not steps:
-                self.ended = "done"
-                break
-            if self.system.step >= self.max_steps:
-                self.ended = "step-limit"
-                break
-            self.take(self.strategy.choose(steps, self.system.step + 1), steps)
+    def next_step(self, enabled: Callable[[], list[Step]] | None = None) -> tuple[int, Step] | None:
+        """The step to take next, chosen by the strategy among `enabled()` (default:
+        the step relation's), with its choice index; None when the run is over
+        (nothing enabled, or the step limit reached)."""
+        if self.ended is not None:
+            return None
+        steps = (enabled or self.enabled)()
+        if not steps:
+            self.ended = "done"
+            return None
+        if self.system.step >= self.max_steps:
+            self.ended = "step-limit"
+            return None
+        index = self.strategy.choose(steps, self.system.step + 1)
+        return index, steps[index]
+
+    def loop(self, enabled: Callable[[], list[Step]] | None = None) -> Loop:
+        """The step loop (see the module docstring): yields each chosen step and is
+        sent what it did."""
+        while (chosen := self.next_step(enabled)) is not None:
+            result = yield chosen
+            self.commit(*chosen, result)
         return self.finish()
+
+    def run(self) -> RunResult:
+        """Run to the end with the direct driver: each chosen step is applied here."""
+        loop = self.loop()
+        try:
+            _, step = next(loop)
+            while True:
+                _, step = loop.send(self.machine.apply(self.system, step))
+        except StopIteration as stop:
+            result: RunResult = stop.value
+            return result
 
     def finish(self) -> RunResult:
         blocked: dict[str, str] = {}
         outcome = "ok"
+        vtime = self.system.vtime()
         if self.ended == "step-limit":
             outcome = "step-limit"
-        elif not finished(self.system, self.program):
+        elif not self.machine.finished(self.system, self.stand_in):
             outcome = "deadlock"
-            blocked = waiting(self.system, self.program)
+            blocked = self.machine.waiting(self.system, self.stand_in)
             v = Violation("deadlock", "no step is enabled; " + "; ".join(f"{a} waits for {w}" for a, w in blocked.items()))
             self.violated.setdefault("deadlock", v)
-            self._emit({"step": self.system.step, "vtime_ns": max(self.system.clocks.values(), default=0),
-                        "actor": "sim", "event": "invariant.violated", "invariant": "deadlock", "detail": v.detail})
+            self._emit(line(self.system.step, vtime, "sim", InvariantViolated(invariant="deadlock", detail=v.detail)))
         elif self.violated:
             outcome = "violation"
-        regs = final_regs(self.system, self.program)
+        regs = self.machine.final_regs(self.system)
         verdict = None
         if self.scenario.exists is not None:
             verdict = evaluate(self.scenario.exists, reg_map(regs), self.labels)
         names = tuple(sorted(self.violated))
-        end: dict[str, Any] = {"step": self.system.step, "vtime_ns": max(self.system.clocks.values(), default=0),
-                               "actor": "sim", "event": "run.end", "outcome": outcome, "regs": regs,
-                               "violations": list(names)}
-        if blocked:
-            end["waiting"] = blocked
-        self._emit(end)
+        self._emit(line(self.system.step, vtime, "sim", RunEnd(outcome=outcome, regs=regs, violations=list(names),
+                                                                waiting=blocked or None)))
         if self.log is not None:
             self.log.close()
         return RunResult(outcome, regs, names, verdict, tuple(self.choices), self.system.step, blocked,
@@ -201,3 +232,6 @@ def run_scenario(scenario: Scenario, policy: str = "mmap_sem", *, strategy: str 
         return Run(scenario, policy, strat, seed, None, max_steps).run()
     with open(log_path, "wb") as f:
         return Run(scenario, policy, strat, seed, f, max_steps).run()
+
+
+__all__ = ["Run", "RunResult", "run_scenario", "reg_map", "DEFAULT_MAX_STEPS"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Protocol, Sequence
 
-from .system import Step
+from ..system.state import Step
 
 
 class Strategy(Protocol):
@@ -55,7 +55,7 @@ class PctStrategy:
         return self._prio[actor]
 
     def _best(self, steps: Sequence[Step]) -> str:
-        return max((s.actor for s in steps), key=self._priority)
+        return max((s.actor.name for s in steps), key=self._priority)
 
     def choose(self, steps: Sequence[Step], step_no: int) -> int:
         actor = self._best(steps)
@@ -64,7 +64,7 @@ class PctStrategy:
             self._low -= 1.0
             self._prio[actor] = self._low
             actor = self._best(steps)
-        mine = [i for i, s in enumerate(steps) if s.actor == actor]
+        mine = [i for i, s in enumerate(steps) if s.actor.name == actor]
         return mine[0] if len(mine) == 1 else mine[self._rng.randrange(len(mine))]
 
 

@@ -39,22 +39,26 @@ import io
 import json
 import re
 from pathlib import Path
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import orjson
 
-from .errors import UsageError
-from .explore.exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
-from .explore.results import Exploration
-from .policies import MAIN_POLICIES
-from .scenario.model import RegValue, Scenario
-from .scenario.parse import load_scenario, parse_scenario
-from .sim.run import DEFAULT_MAX_STEPS, Run, RunResult, final_regs
-from .sim.strategies import Strategy, make
-from .sim.system import Step
+from ..errors import UsageError
+from ..ids import MMAP_SEM
+from ..explore.exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
+from ..explore.results import Exploration
+from ..policies import MAIN_POLICIES
+from ..scenario.model import RegValue, Scenario
+from ..scenario.parse import load_scenario, parse_scenario
+from ..sim.run import DEFAULT_MAX_STEPS, Run, RunResult
+from ..sim.strategies import Strategy, make
+from ..system.state import Step
 
 if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import SearchStrategy
+
+    from .actors import Actors
 
 __all__ = [
     "VM",
@@ -250,7 +254,7 @@ class Sim:
     @property
     def regs(self) -> dict[str, RegValue]:
         """Registers as they are now."""
-        return final_regs(self._run.system, self._run.program)
+        return self._run.machine.final_regs(self._run.system)
 
     @property
     def violations(self) -> tuple[str, ...]:
@@ -264,22 +268,18 @@ class Sim:
     def enabled(self) -> list[str]:
         """The enabled steps, described (`cpu1 runs`, `shootdown -> cpu0: ipi`), in
         choice order."""
-        out = []
-        for s in self._run.enabled():
-            if s.channel is None:
-                out.append(s.describe())
-            else:
-                msg = self._run.system.channels[s.channel][0]
-                out.append(f"{s.channel[0]} -> {s.channel[1]}: {msg.kind}")
-        return out
+        return [self._run.machine.describe(self._run.system, s) for s in self._run.enabled()]
 
     def pending(self, kind: str | None = None, to: str | None = None, src: str | None = None) -> list[Event]:
         """Messages in flight (sent, not yet delivered), oldest first per channel."""
         out = []
-        for (s, d), queue in sorted(self._run.system.channels.items()):
+        channels = sorted(self._run.system.channels.items(), key=lambda kv: self._run.machine.channel_names(kv[0]))
+        for _, queue in channels:
             for m in queue:
+                s, d = m.src.name, m.dst.name
                 if (kind is None or fnmatch.fnmatchcase(m.kind, kind)) and to in (None, d) and src in (None, s):
-                    out.append({"kind": m.kind, "src": s, "dst": d, "addr": m.addr, "pages": m.pages,
+                    addr, pages = m.msg.range or (None, None)
+                    out.append({"kind": m.kind, "src": s, "dst": d, "addr": addr, "pages": pages,
                                 "msg_id": m.msg_id})
         return out
 
@@ -328,24 +328,24 @@ class Sim:
                 raise SimError(f"choice {actor} but only {len(steps)} steps are enabled: {self.enabled()}")
             return self._take(actor)
         for i, s in enumerate(steps):
-            if s.actor == actor:
+            if s.actor.name == actor:
                 return self._take(i)
         raise SimError(f"{actor} has no enabled step; enabled: {self.enabled()}" + self._why(actor))
 
     def _why(self, actor: str) -> str:
-        from .sim.system import waiting
-
-        w = waiting(self._run.system, self._run.program).get(actor)
+        w = self._run.machine.waiting(self._run.system).get(actor)
         return f" ({actor} waits for {w})" if w else ""
 
     def deliver(self, kind: str, to: str, src: str | None = None) -> list[Event]:
         """Deliver the message of `kind` waiting at the head of a channel to `to`
         (from `src`, if given) and return the events of that step."""
         self._check_open()
+        machine = self._run.machine
         for i, s in enumerate(self._run.enabled()):
-            if s.channel is None or s.channel[1] != to or (src is not None and s.channel[0] != src):
+            if s.src is None or s.actor.name != to or (src is not None and s.src.name != src):
                 continue
-            if self._run.system.channels[s.channel][0].kind == kind:
+            env = machine.head(self._run.system, s)
+            if env is not None and env.kind == kind:
                 return self._take(i)
         queued = self.pending(kind=kind, to=to, src=src)
         if queued:
@@ -358,13 +358,14 @@ class Sim:
         """Whether `step` is on behalf of one of `names`: its own step, the delivery
         of a message one of their steps caused (transitively), or mmap_sem granting
         one of them the lock."""
-        if step.actor in names:
+        if step.actor.name in names:
             return True
-        if step.channel is not None:
-            msg = self._run.system.channels[step.channel][0]
-            return self._origin.get(msg.msg_id, msg.src) in names
-        if step.actor == "mmap_sem":
-            cpu, _ = self._run.system.rwsem.grantable()[step.grant]
+        machine = self._run.machine
+        env = machine.head(self._run.system, step)
+        if env is not None:
+            return self._origin.get(env.msg_id, env.src.name) in names
+        if step.actor == MMAP_SEM:
+            _, cpu, _ = machine.state_of(self._run.system, MMAP_SEM).grantable()[step.choice]
             return f"cpu{cpu}" in names
         return False
 
@@ -546,7 +547,7 @@ class VM:
         else:
             import trio
 
-            from .sim.trio_runtime import run_trio
+            from ..sim.trio_runtime import run_trio
 
             result = trio.run(run_trio, scenario, policy, strat, log_seed, buf, max_steps)
         return self._keep(Result(scenario, policy, result, buf.getvalue(), seed=used_seed, runtime=runtime))
@@ -556,7 +557,7 @@ class VM:
                        wrap: bool = False, max_steps: int = DEFAULT_MAX_STEPS) -> Result:
         """As `run(..., runtime="trio")`, from inside a running Trio loop (an async
         test under pytest-trio): `r = await vm.run_trio(s, "wilcox", seed=3)`."""
-        from .sim.trio_runtime import run_trio
+        from ..sim.trio_runtime import run_trio
 
         scenario = self._resolve(s)
         strat, used_seed = _strategy(strategy, seed, choices, wrap, depth)
@@ -567,6 +568,22 @@ class VM:
     def _keep(self, result: Result) -> Result:
         self.runs.append(result)
         return result
+
+    def actors(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
+               stand_in: Iterable[str] = (), seed: int = 0, choices: Sequence[int] | None = None,
+               strategy: str | None = None, depth: int = 3,
+               max_steps: int = DEFAULT_MAX_STEPS) -> AbstractAsyncContextManager["Actors"]:
+        """The scenario's actors as Trio tasks, but for the ones in `stand_in`, which
+        the test plays: `async with vm.actors(s, "wilcox", stand_in=["shootdown"]) as
+        system:` (see `vmactors.testing.actors`). Steps are choice 0 unless `seed`,
+        `strategy` or `choices` say otherwise."""
+        from .actors import running
+
+        if choices is None and strategy is None:
+            strat: Strategy = make("replay", 0)
+        else:
+            strat, _ = _strategy(strategy, seed, choices, False, depth)
+        return running(self._resolve(s), policy, stand_in, strat, seed, max_steps)
 
     def start(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
               max_steps: int = DEFAULT_MAX_STEPS) -> Sim:

@@ -1,23 +1,20 @@
-"""The system before the threads start: layout, page caches, prefaulted pages."""
+"""The world before the threads start: layout, page caches, prefaulted pages, and
+each CPU's thread (DESIGN §1, §6)."""
 
 from __future__ import annotations
 
 import attrs
 import immutables
 
-from ..actors.cpu import CpuState, Program
-from ..actors.rcu import RcuState
-from ..actors.rwsem import RwsemState
-from ..actors.shootdown import ShootdownState
-from ..actors.tree_owner import TreeOwnerState
+from ..actors.tasks import Program, ThreadProgram
+from ..errors import ScenarioError
+from ..mm.frames import FrameTable
 from ..mm.layout import PAGE_SIZE, page_range
 from ..mm.page_table import Pte
 from ..mm.vma import Vma
 from ..mm.vma_tree import VmaTree
-from ..mm.world import World
-from ..errors import ScenarioError
+from ..mm.world import AddressSpace, World
 from ..scenario.model import MapSpec, Mmap, MmapFixed, Scenario
-from .system import System
 
 
 def layout(scenario: Scenario) -> dict[str, int]:
@@ -51,59 +48,64 @@ def _file_pages(scenario: Scenario) -> dict[str, int]:
     return pages
 
 
-def _vma(m: MapSpec, start: int) -> Vma:
+def map_vma(m: MapSpec, start: int) -> Vma:
+    """The VMA of a `[[map]]`."""
     owner = f"file:{m.file}" if m.kind == "file" else f"anon:{m.name}"
-    return Vma(id=m.name, start=start, end=start + m.pages * PAGE_SIZE, kind=m.kind, owner=owner,
-               file=m.file, fill=m.fill, prot=m.prot)
+    return Vma(id=m.name, start=start, end=start + m.pages * PAGE_SIZE, kind=m.kind, owner=owner, file=m.file,
+               fill=m.fill, prot=m.prot)
 
 
-def build(scenario: Scenario) -> tuple[System, Program, dict[str, int]]:
-    """The initial system, the CPUs' program, and each map label's address."""
+@attrs.frozen
+class Setup:
+    """What a scenario sets up: the world, each CPU's prefaulted TLB, the program, and
+    each map label's address."""
+
+    world: World
+    tlbs: tuple[immutables.Map[int, Pte], ...]
+    program: Program
+    labels: dict[str, int]
+
+
+def build(scenario: Scenario) -> Setup:
     where = layout(scenario)
-    world = World()
     fills = dict(scenario.files)
-    frames = world.frames
+    frames = FrameTable()
     cache = {}
     for f, n in sorted(_file_pages(scenario).items()):
         for i in range(n):
             frames, fid = frames.alloc(f"file:{f}:{i}", fills[f])
             cache[(f, i)] = fid
-    world = attrs.evolve(world, frames=frames, page_cache=immutables.Map(cache))
     tree = VmaTree()
+    vmas: dict[str, Vma] = {}
+    ptes: dict[int, Pte] = {}
     tlbs: list[dict[int, Pte]] = [{} for _ in range(scenario.cpus)]
     for m in scenario.maps:
-        vma = _vma(m, where[m.name])
+        vma = map_vma(m, where[m.name])
         tree = tree.store(vma.start, vma.end, vma.id)
-        world = world.set_vma(vma)
+        vmas[vma.id] = vma
         if m.prefault is None:
             continue
         for page in page_range(vma.start, m.pages):
             if vma.kind == "file":
                 assert vma.file is not None
-                fid = world.page_cache[(vma.file, (page - vma.start) // PAGE_SIZE)]
+                fid = cache[(vma.file, (page - vma.start) // PAGE_SIZE)]
             else:
-                frames, fid = world.frames.alloc(vma.frame_owner(page), vma.fill)
-                world = attrs.evolve(world, frames=frames)
+                frames, fid = frames.alloc(vma.frame_owner(page), vma.fill)
             pte = Pte(frame=fid, prot=vma.prot, vma=vma.id, owner=vma.frame_owner(page))
-            world = world.install_pte(page, pte)
+            ptes[page] = pte
             for c in m.prefault:
                 tlbs[c][page] = pte
-    world = attrs.evolve(world, tree=tree)
+    space = AddressSpace(tree=tree, vmas=immutables.Map(vmas), ptes=immutables.Map(ptes))
+    world = World(mms=(space,), page_cache=immutables.Map(cache), frames=frames)
 
-    by_cpu: list[tuple[int | None, tuple, tuple]] = [(None, (), ()) for _ in range(scenario.cpus)]
-    local_pages = []
+    threads = [ThreadProgram(thread=None) for _ in range(scenario.cpus)]
     for ti, t in enumerate(scenario.threads):
-        by_cpu[t.cpu] = (ti, t.ops, t.texts)
-        local_pages.append(immutables.Map({op.label: op.pages for op in t.ops if isinstance(op, Mmap)}))
-    program = Program(
-        threads=tuple(by_cpu),
-        maps=immutables.Map({m.name: (where[m.name], m.pages) for m in scenario.maps}),
-        local_pages=tuple(local_pages),
-        ncpus=scenario.cpus,
-    )
-    cpus = tuple(
-        CpuState(id=c, thread=by_cpu[c][0], tlb=immutables.Map(tlbs[c])) for c in range(scenario.cpus)
-    )
-    system = System(world=world, cpus=cpus, tree=TreeOwnerState(), shootdown=ShootdownState(),
-                    rcu=RcuState(), rwsem=RwsemState(), channels=immutables.Map())
-    return system, program, where
+        threads[t.cpu] = ThreadProgram(
+            thread=ti, ops=t.ops, texts=t.texts,
+            local_pages=immutables.Map({op.label: op.pages for op in t.ops if isinstance(op, Mmap)}))
+    program = Program(threads=tuple(threads),
+                      maps=immutables.Map({m.name: (where[m.name], m.pages) for m in scenario.maps}))
+    return Setup(world, tuple(immutables.Map(t) for t in tlbs), program, where)
+
+
+__all__ = ["layout", "build", "Setup", "map_vma"]

@@ -8,9 +8,9 @@ policies. Figures are rough x86 orders of magnitude, not measurements.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
 
-from ..actors.messages import Message
+from ..log.schema import Event
 
 #: event name -> cost in virtual ns.
 COSTS: dict[str, int] = {
@@ -34,8 +34,10 @@ COSTS: dict[str, int] = {
 BASE_NS = 20
 
 
-def cost_of(actor: str, msg: Message | None, events: Iterable[tuple[str, Any]]) -> int:
+def cost_of(events: Iterable[Event | int]) -> int:
+    """The virtual duration of a step that logged `events` (ints stand for sent messages)."""
     total = BASE_NS
-    for name, _ in events:
-        total += COSTS.get(name, 0)
+    for ev in events:
+        if not isinstance(ev, int):
+            total += COSTS.get(ev.NAME, 0)
     return total

@@ -1,0 +1,516 @@
+"""The log schema: every event the simulator logs, as a frozen class, in one place.
+
+The log writer renders these classes, `vmactors inspect` takes its event names and
+keys from here, `docs/log-schema.md` prints the table `event_table()` makes (a test
+compares them), and the tests validate logs against `EVENTS`.
+
+Each line starts with `step`, `vtime_ns`, `actor`, `event`, then the head keys
+(`cpu`, `addr`, `pages`, `frame`, `vma`, `msg_id`, `src`, `dst`, `kind`, `cause`) that
+the event has, then its own keys in the order its class declares them. A key whose
+value is None is left out, except `result` (an op without a result) and `cause` (a
+message sent from a spontaneous step).
+
+>>> render_fields(TlbFlush(cpu=1, addr=0x7efffffff000, pages=1, reason="ipi"))
+{'cpu': 1, 'addr': 139637976723456, 'pages': 1, 'reason': 'ipi'}
+>>> EVENTS["tlb.flush"] is TlbFlush
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+FORMAT = 1
+
+#: The four keys every line starts with.
+LINE_HEAD: tuple[str, ...] = ("step", "vtime_ns", "actor", "event")
+#: Keys shared by many events, always in this order right after the line head.
+HEAD: tuple[str, ...] = ("cpu", "addr", "pages", "frame", "vma", "msg_id", "src", "dst", "kind", "cause")
+#: Keys kept when their value is None.
+KEEP_NONE: frozenset[str] = frozenset({"result", "cause"})
+
+LOCKS: tuple[str, ...] = ("mmap_sem", "vma", "rcu", "refcount", "fence")
+MODES: tuple[str, ...] = ("read", "write")
+TREE_ENTRIES: tuple[str, ...] = ("vma", "zero", "null")
+SYSCALLS: tuple[str, ...] = ("mmap", "mmap-fixed", "munmap", "mprotect", "madvise")
+OUTCOMES: tuple[str, ...] = ("ok", "violation", "deadlock", "step-limit")
+#: Who may log an event: `cpuN` is any CPU, `sim` the driver, `any` any actor.
+Who = str
+
+
+@attrs.frozen
+class Event:
+    """Base of every event. `NAME` is the `event` key; `WHO` who logs it; `DOC` one
+    line for the schema page."""
+
+    NAME: ClassVar[str] = ""
+    WHO: ClassVar[Who] = ""
+    DOC: ClassVar[str] = ""
+
+
+# --- memory accesses and translations ---------------------------------------------------
+
+
+@attrs.frozen
+class MemLoad(Event):
+    NAME: ClassVar[str] = "mem.load"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a load through the TLB: the frame and value read; `vaddr` is the exact address"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+    vaddr: int
+    reg: str
+    value: int
+
+
+@attrs.frozen
+class MemStore(Event):
+    NAME: ClassVar[str] = "mem.store"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a store through the TLB"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+    vaddr: int
+    value: int
+
+
+@attrs.frozen
+class TlbFill(Event):
+    NAME: ClassVar[str] = "tlb.fill"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a page walk found a PTE and cached it in this CPU's TLB (step 0: a prefaulted entry, logged by sim)"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+    prot: str
+
+
+@attrs.frozen
+class TlbFlush(Event):
+    NAME: ClassVar[str] = "tlb.flush"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "this CPU dropped its TLB entries for the range: `reason` `local` (its own syscall or a stale entry) or `ipi`"
+    cpu: int
+    addr: int
+    pages: int
+    reason: Literal["local", "ipi"]
+
+
+@attrs.frozen
+class PteInstall(Event):
+    NAME: ClassVar[str] = "pte.install"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a fault set a PTE under the page-table lock (step 0: a prefaulted page, logged by sim)"
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+    prot: str
+    cpu: int | None = None
+
+
+@attrs.frozen
+class PteZap(Event):
+    NAME: ClassVar[str] = "pte.zap"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a writer cleared a PTE"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+
+
+@attrs.frozen
+class PteProtect(Event):
+    NAME: ClassVar[str] = "pte.protect"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a PTE's protection changed (mprotect, or a write fault upgrading it)"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+    prot: str
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FaultBegin(Event):
+    NAME: ClassVar[str] = "fault.begin"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a load or store missed the TLB and the page table: a page fault"
+    cpu: int
+    addr: int
+    pages: int
+    vaddr: int
+    access: Literal["load", "store"]
+
+
+@attrs.frozen
+class FaultRetry(Event):
+    NAME: ClassVar[str] = "fault.retry"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "the fault starts over (or falls back to `mmap_lock`), with the reason"
+    cpu: int
+    addr: int
+    pages: int
+    reason: str
+    vma: str | None = None
+
+
+@attrs.frozen
+class FaultSegv(Event):
+    NAME: ClassVar[str] = "fault.segv"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "SIGSEGV: the register gets `segv` and the thread goes on"
+    cpu: int
+    addr: int
+    pages: int
+    reason: str
+
+
+@attrs.frozen
+class FaultEnd(Event):
+    NAME: ClassVar[str] = "fault.end"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "the fault is over; the access restarts from the TLB"
+    cpu: int
+    addr: int
+    pages: int
+    vma: str | None = None
+
+
+# --- locks ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _LockEvent(Event):
+    WHO: ClassVar[Who] = "cpuN|mmap_sem"
+    cpu: int
+    lock: str
+    mode: Literal["read", "write"]
+    vma: str | None = None
+    addr: int | None = None
+    pages: int | None = None
+
+
+@attrs.frozen
+class LockWait(_LockEvent):
+    NAME: ClassVar[str] = "lock.wait"
+    DOC: ClassVar[str] = "a CPU waits for a lock (`mmap_sem` logs the rwsem's own waits)"
+
+
+@attrs.frozen
+class LockAcquire(_LockEvent):
+    NAME: ClassVar[str] = "lock.acquire"
+    DOC: ClassVar[str] = "a CPU holds a lock, a VMA reference or an RCU read-side section"
+
+
+@attrs.frozen
+class LockRelease(_LockEvent):
+    NAME: ClassVar[str] = "lock.release"
+    DOC: ClassVar[str] = "a CPU let go of it"
+
+
+# --- the address space ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TreeStore(Event):
+    NAME: ClassVar[str] = "tree.store"
+    WHO: ClassVar[Who] = "tree"
+    DOC: ClassVar[str] = "the tree owner published a new tree version with the range set to `entry` (step 0: a `[[map]]`, logged by sim)"
+    addr: int
+    pages: int
+    entry: Literal["vma", "zero", "null"]
+    vma: str | None = None
+
+
+@attrs.frozen
+class VmaFree(Event):
+    NAME: ClassVar[str] = "vma.free"
+    WHO: ClassVar[Who] = "cpuN|rcu"
+    DOC: ClassVar[str] = "a VMA object was freed: `addr`/`pages` are its range; `cpu` when a CPU freed it"
+    addr: int
+    pages: int
+    vma: str
+    cpu: int | None = None
+
+
+@attrs.frozen
+class VmaDetach(Event):
+    NAME: ClassVar[str] = "vma.detach"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a writer detached a VMA that is still in the tree (pervma MAP_FIXED)"
+    cpu: int
+    vma: str
+
+
+@attrs.frozen
+class FrameAlloc(Event):
+    NAME: ClassVar[str] = "frame.alloc"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a fault allocated a fresh anonymous frame for a page"
+    cpu: int
+    addr: int
+    pages: int
+    frame: int
+    vma: str
+
+
+@attrs.frozen
+class FrameFree(Event):
+    NAME: ClassVar[str] = "frame.free"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a frame went back to the free list (reused LIFO)"
+    cpu: int
+    frame: int
+
+
+# --- RCU and shootdowns -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class RcuGpStart(Event):
+    NAME: ClassVar[str] = "rcu.gp.start"
+    WHO: ClassVar[Who] = "rcu"
+    DOC: ClassVar[str] = "a grace period started"
+    gp: int
+
+
+@attrs.frozen
+class RcuQs(Event):
+    NAME: ClassVar[str] = "rcu.qs"
+    WHO: ClassVar[Who] = "rcu"
+    DOC: ClassVar[str] = "a CPU reported a quiescent state for grace period `gp`"
+    cpu: int
+    gp: int
+
+
+@attrs.frozen
+class RcuGpEnd(Event):
+    NAME: ClassVar[str] = "rcu.gp.end"
+    WHO: ClassVar[Who] = "rcu"
+    DOC: ClassVar[str] = "the grace period ended; its callbacks (VMA frees) run now"
+    gp: int
+
+
+@attrs.frozen
+class IpiSend(Event):
+    NAME: ClassVar[str] = "ipi.send"
+    WHO: ClassVar[Who] = "shootdown"
+    DOC: ClassVar[str] = "a flush IPI to `cpu`; follows the `msg.send` of that IPI"
+    cpu: int
+    addr: int
+    pages: int
+
+
+@attrs.frozen
+class IpiAck(Event):
+    NAME: ClassVar[str] = "ipi.ack"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "the CPU flushed and acked the IPI; follows the `msg.send` of the ack"
+    cpu: int
+    addr: int
+    pages: int
+
+
+# --- threads ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class OpBegin(Event):
+    NAME: ClassVar[str] = "op.begin"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a thread starts an op (`index` in its `ops`, `text` as written)"
+    cpu: int
+    thread: int
+    index: int
+    text: str
+
+
+@attrs.frozen
+class OpEnd(Event):
+    NAME: ClassVar[str] = "op.end"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "the op is done; `result` is what it wrote to its register (null: nothing)"
+    cpu: int
+    thread: int
+    index: int
+    text: str
+    result: int | str | None = None
+
+
+@attrs.frozen
+class SyscallBegin(Event):
+    NAME: ClassVar[str] = "syscall.begin"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "a writer syscall starts (`addr`/`pages` unless it is an mmap, whose place is not known yet)"
+    cpu: int
+    op: str
+    text: str
+    addr: int | None = None
+    pages: int | None = None
+
+
+@attrs.frozen
+class SyscallEnd(Event):
+    NAME: ClassVar[str] = "syscall.end"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = "the syscall returns `ret` (mmap: the address, or `segv` when nothing fits)"
+    cpu: int
+    op: str
+    text: str
+    ret: int | str
+    addr: int | None = None
+    pages: int | None = None
+    vma: str | None = None
+
+
+# --- messages (rendered from the envelopes in flight) ---------------------------------------------
+
+
+@attrs.frozen
+class _MsgEvent(Event):
+    WHO: ClassVar[Who] = "any"
+    msg_id: int
+    src: str
+    dst: str
+    kind: str
+    cause: int | None
+    cpu: int | None = None
+    addr: int | None = None
+    pages: int | None = None
+    #: The payload, when the message carries more than its range.
+    arg: Any = None
+
+
+@attrs.frozen
+class MsgSend(_MsgEvent):
+    NAME: ClassVar[str] = "msg.send"
+    DOC: ClassVar[str] = "an actor sent a message; `cpu` is the CPU end of it (sender or receiver) when there is one"
+
+
+@attrs.frozen
+class MsgRecv(_MsgEvent):
+    NAME: ClassVar[str] = "msg.recv"
+    DOC: ClassVar[str] = "an actor took the oldest message of a channel (one sender, one receiver)"
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RunStart(Event):
+    NAME: ClassVar[str] = "run.start"
+    WHO: ClassVar[Who] = "sim"
+    DOC: ClassVar[str] = "the first line: log `format`, `vmactors` version, the scenario and its digest, policy, strategy, seed"
+    format: int
+    vmactors: str
+    scenario: str
+    scenario_sha256: str
+    policy: str
+    strategy: str
+    seed: int
+
+
+@attrs.frozen
+class RunEnd(Event):
+    NAME: ClassVar[str] = "run.end"
+    WHO: ClassVar[Who] = "sim"
+    DOC: ClassVar[str] = "the last line: `outcome`, final `regs` (`\"T:REG\"` -> int or `\"segv\"`), `violations` (sorted); `waiting` on deadlock"
+    outcome: str
+    regs: dict[str, int | str]
+    violations: list[str]
+    waiting: dict[str, str] | None = None
+
+
+@attrs.frozen
+class InvariantViolated(Event):
+    NAME: ClassVar[str] = "invariant.violated"
+    WHO: ClassVar[Who] = "sim"
+    DOC: ClassVar[str] = "a step broke an invariant; `cpu`/`addr`/`pages`/`frame`/`vma` where known"
+    invariant: str
+    detail: str
+    cpu: int | None = None
+    addr: int | None = None
+    pages: int | None = None
+    frame: int | None = None
+    vma: str | None = None
+
+
+#: Every event class, in the order the schema page lists them.
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    RunStart, RunEnd, MsgSend, MsgRecv, IpiSend, IpiAck, MemLoad, MemStore, TlbFill, TlbFlush, PteInstall, PteZap,
+    PteProtect, FaultBegin, FaultRetry, FaultSegv, FaultEnd, LockWait, LockAcquire, LockRelease, TreeStore, VmaFree,
+    VmaDetach, RcuGpStart, RcuGpEnd, RcuQs, FrameAlloc, FrameFree, SyscallBegin, SyscallEnd, OpBegin, OpEnd,
+    InvariantViolated,
+)
+EVENTS: dict[str, type[Event]] = {cls.NAME: cls for cls in EVENT_CLASSES}
+EVENT_NAMES: tuple[str, ...] = tuple(EVENTS)
+#: Events about memory: `addr` (page-aligned) and `pages` are always there.
+MEMORY_EVENTS: frozenset[str] = frozenset(
+    cls.NAME for cls in EVENT_CLASSES
+    if {"addr", "pages"} <= {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING})
+#: Events that always cover exactly one page.
+SINGLE_PAGE: frozenset[str] = frozenset({"mem.load", "mem.store", "tlb.fill", "pte.install", "pte.zap",
+                                         "pte.protect", "fault.begin", "frame.alloc"})
+
+
+def _key_order(cls: type[Event]) -> tuple[str, ...]:
+    names = [f.name for f in attrs.fields(cls)]
+    return tuple(k for k in HEAD if k in names) + tuple(k for k in names if k not in HEAD)
+
+
+_ORDER: dict[type[Event], tuple[str, ...]] = {cls: _key_order(cls) for cls in EVENT_CLASSES}
+
+
+def key_order(cls: type[Event]) -> tuple[str, ...]:
+    """The keys of `cls` in the order a log line carries them (after the line head)."""
+    order = _ORDER.get(cls)
+    if order is None:
+        order = _ORDER[cls] = _key_order(cls)
+    return order
+
+
+def required_keys(cls: type[Event]) -> tuple[str, ...]:
+    """The keys a line of this event always has."""
+    return tuple(f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING)
+
+
+def render_fields(ev: Event) -> dict[str, Any]:
+    """The event's own keys, in log order, None values left out (but `result`, `cause`)."""
+    out: dict[str, Any] = {}
+    for k in key_order(type(ev)):
+        v = getattr(ev, k)
+        if v is not None or k in KEEP_NONE:
+            out[k] = v
+    return out
+
+
+def event_table() -> str:
+    """The Markdown table of docs/log-schema.md's "Events" section."""
+    lines = ["| event | logged by | keys (required; *optional*) | meaning |", "|---|---|---|---|"]
+    for cls in EVENT_CLASSES:
+        req = set(required_keys(cls))
+        keys = ", ".join(f"`{k}`" if k in req else f"*`{k}`*" for k in key_order(cls))
+        lines.append(f"| `{cls.NAME}` | {cls.WHO.replace('|', ' or ')} | {keys} | {cls.DOC} |")
+    return "\n".join(lines)
+
+
+__all__ = ["FORMAT", "HEAD", "LINE_HEAD", "EVENTS", "EVENT_NAMES", "EVENT_CLASSES", "Event", "render_fields",
+           "key_order", "required_keys", "event_table", "MEMORY_EVENTS", "SINGLE_PAGE"] + [
+    cls.__name__ for cls in EVENT_CLASSES]

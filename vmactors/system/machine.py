@@ -1,0 +1,241 @@
+"""The actor table of one run, and the step relation that dispatches through it.
+
+A `Machine` is built from a scenario and a policy: one actor per CPU, then the tree
+owner, the shootdown coordinator, RCU and the rwsem, each registered in `actors` by
+slot. Everything else goes through the `Actor` interface:
+
+- `enabled(system)` lists the steps the scheduler may choose from — each actor's own
+  steps, and the delivery of the oldest message of each channel its receiver takes
+  now — the actor that ran last first, so choice 0 means "it goes on";
+- `apply(system, step)` runs one actor step and returns the next system and what
+  happened;
+- `actor_step(...)` is that step as the actor alone computes it: the Trio runtime's
+  actor tasks call it, the direct driver and the explorer call `apply`.
+
+>>> from vmactors.testing import VM
+>>> s = VM().scenario('name = "t"\\n[[map]]\\nname = "A"\\nfill = 7\\n[[thread]]\\nops = ["r0 = load A"]\\n')
+>>> m = Machine(s, "mmap_sem")
+>>> [str(st.actor) for st in m.enabled(m.initial)]
+['cpu0']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
+
+import attrs
+import immutables
+
+from ..actors.base import Actor
+from ..actors.cpu import CpuActor
+from ..actors.effects import Effects, RecordingEffects
+from ..actors.footprint import Footprint
+from ..actors.messages import Envelope
+from ..actors.policy import Policy
+from ..actors.rcu import Rcu
+from ..actors.rwsem import Rwsem
+from ..actors.shootdown import Shootdown
+from ..actors.tasks import CpuState, Program
+from ..actors.tree_owner import TreeOwner
+from ..ids import ActorId
+from ..mm.world import World
+from ..scenario.model import RegValue, Scenario
+from .clock import cost_of
+from .setup import build
+from .state import ActorOutcome, Channel, Step, StepResult, System
+
+
+def enumerate_steps(ids: Sequence[ActorId], last: int | None, own: Sequence[int],
+                    heads: Iterable[tuple[int, int, str]], rejects: Callable[[int], frozenset[str]]) -> list[Step]:
+    """The enabled steps, in choice order: actor by actor (the one that ran last
+    first, then the fixed actor order), its own steps, then the deliveries of the
+    channels to it whose head it takes now, by sender name.
+
+    `own[slot]` is how many own steps each actor has; `heads` the (sender, receiver,
+    kind) of each non-empty channel's oldest message. Both runtimes call this, so a
+    choice index means the same step in each."""
+    by_dst: dict[int, list[int]] = {}
+    for src, dst, kind in heads:
+        if kind not in rejects(dst):
+            by_dst.setdefault(dst, []).append(src)
+    n = len(ids)
+    order: Iterable[int] = range(n) if last is None else [last, *(i for i in range(n) if i != last)]
+    out: list[Step] = []
+    for slot in order:
+        aid = ids[slot]
+        for c in range(own[slot]):
+            out.append(Step(aid, None, c))
+        srcs = by_dst.get(slot)
+        if srcs:
+            for src in sorted(srcs, key=lambda s: ids[s].name):
+                out.append(Step(aid, ids[src]))
+    return out
+
+
+class Machine:
+    """Scenario + policy -> the actor table, the initial system and the step relation."""
+
+    def __init__(self, scenario: Scenario, policy: str | Policy) -> None:
+        from ..policies import get_policy
+
+        self.scenario = scenario
+        self.policy = get_policy(policy)
+        setup = build(scenario)
+        self.program: Program = setup.program
+        self.labels: dict[str, int] = setup.labels
+        ncpus = scenario.cpus
+        self.actors: tuple[Actor[Any], ...] = tuple(
+            [CpuActor(i, self.policy, self.program) for i in range(ncpus)]
+            + [TreeOwner(self.policy.hooks), Shootdown(ncpus), Rcu(ncpus), Rwsem(len(setup.world.mms))])
+        self.ids: tuple[ActorId, ...] = tuple(a.id for a in self.actors)
+        self.slot: dict[ActorId, int] = {aid: i for i, aid in enumerate(self.ids)}
+        self.ncpus = ncpus
+        states: list[Hashable] = [a.initial() for a in self.actors]
+        for i in range(ncpus):
+            cpu_state = states[i]
+            assert isinstance(cpu_state, CpuState)
+            states[i] = attrs.evolve(cpu_state, tlb=setup.tlbs[i])
+        self.initial = System(world=setup.world, actors=tuple(states), channels=immutables.Map(),
+                              clocks=(0,) * len(self.actors))
+
+    # --- the scheduler's view ----------------------------------------------------------------
+
+    def enabled(self, system: System) -> list[Step]:
+        """Every step that may go next, in choice order."""
+        states = system.actors
+        actors = self.actors
+        own = [actors[i].own_steps(states[i]) for i in range(len(actors))]
+        heads = ((s, d, q[0].msg.KIND) for (s, d), q in system.channels.items() if q)
+        return enumerate_steps(self.ids, system.last, own, heads, lambda d: actors[d].rejects(states[d]))
+
+    def finished(self, system: System, skip: frozenset[int] = frozenset()) -> bool:
+        """Whether every actor (but the `skip` slots) may end the run as it is."""
+        return all(a.done(s) for i, (a, s) in enumerate(zip(self.actors, system.actors)) if i not in skip)
+
+    def waiting(self, system: System, skip: frozenset[int] = frozenset()) -> dict[str, str]:
+        """What each blocked actor (but the `skip` slots) waits for (for a deadlock report)."""
+        out: dict[str, str] = {}
+        for i, (actor, state) in enumerate(zip(self.actors, system.actors)):
+            if i in skip:
+                continue
+            w = actor.waiting_for(state)
+            if w is not None:
+                out[actor.id.name] = w
+            elif not actor.done(state) and not actor.own_steps(state):
+                out[actor.id.name] = "nothing it can do"
+        for (src, dst), queue in sorted(system.channels.items(), key=lambda kv: self.channel_names(kv[0])):
+            if queue:
+                out.setdefault(self.ids[dst].name, f"cannot take {queue[0].kind} from {self.ids[src].name}")
+        return out
+
+    def channel_names(self, ch: Channel) -> tuple[str, str]:
+        return self.ids[ch[0]].name, self.ids[ch[1]].name
+
+    def head(self, system: System, step: Step) -> Envelope | None:
+        """The message `step` delivers (None: an own step)."""
+        if step.src is None:
+            return None
+        return system.channels[(self.slot[step.src], self.slot[step.actor])][0]
+
+    def describe(self, system: System, step: Step) -> str:
+        """`cpu1 runs`, `mmap_sem grants waiter 0`, `shootdown -> cpu0: ipi`."""
+        env = self.head(system, step)
+        if env is None:
+            slot = self.slot[step.actor]
+            return self.actors[slot].describe(system.actors[slot], step.choice)
+        return f"{env.src} -> {env.dst}: {env.kind}"
+
+    def state_of(self, system: System, actor: ActorId) -> Any:
+        return system.actors[self.slot[actor]]
+
+    # --- the step relation -----------------------------------------------------------------------
+
+    def actor_step(self, slot: int, state: Any, world: World, env: Envelope | None, choice: int, clock: int,
+                   first_msg_id: int, effects: type[Effects] = Effects) -> ActorOutcome:
+        """One step of actor `slot`, computed from its own state, the shared world and
+        the message it takes: pure. Sent messages get ids from `first_msg_id` on."""
+        actor = self.actors[slot]
+        fx = effects(world, actor.id)
+        new_state = actor.handle(state, fx, env, choice)
+        # Virtual time: the step starts when both the actor and the message are ready.
+        start = clock if env is None else max(clock, env.sent_at)
+        end = start + cost_of(fx.events)
+        cause = env.msg_id if env is not None else None
+        sent = tuple(Envelope(actor.id, dst, msg, first_msg_id + i, cause, end) for i, (dst, msg) in enumerate(fx.out))
+        touched = fx.footprint() if isinstance(fx, RecordingEffects) else None
+        return ActorOutcome(new_state, fx.world, tuple(fx.events), sent, tuple(fx.notes), start, end, touched)
+
+    def apply(self, system: System, step: Step, effects: type[Effects] = Effects) -> StepResult:
+        """Run one actor step. Pure: `system` is not changed."""
+        slot = self.slot[step.actor]
+        channels = system.channels
+        env = None
+        if step.src is not None:
+            key = (self.slot[step.src], slot)
+            queue = channels[key]
+            env = queue[0]
+            channels = channels.set(key, queue[1:]) if len(queue) > 1 else channels.delete(key)
+        out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
+                              system.next_msg_id, effects)
+        return self.commit(system, slot, channels, env, out)
+
+    def commit(self, system: System, slot: int, channels: immutables.Map[Channel, tuple[Envelope, ...]],
+               env: Envelope | None, out: ActorOutcome) -> StepResult:
+        """The system after actor `slot`'s step `out` (its received message already
+        taken off `channels`)."""
+        for e in out.sent:
+            key = (slot, self.slot[e.dst])
+            channels = channels.set(key, channels.get(key, ()) + (e,))
+        states = system.actors
+        new = System(
+            world=out.world,
+            actors=states[:slot] + (out.state,) + states[slot + 1:],
+            channels=channels,
+            last=slot,
+            step=system.step + 1,
+            next_msg_id=system.next_msg_id + len(out.sent),
+            clocks=system.clocks[:slot] + (out.end,) + system.clocks[slot + 1:],
+        )
+        return StepResult(new, out.events, out.sent, env, out.notes, out.start, out.touched)
+
+    def footprint(self, system: System, step: Step) -> Footprint:
+        """What `step` reads and writes of the shared world, declared before it runs."""
+        slot = self.slot[step.actor]
+        return self.actors[slot].footprint(system.actors[slot], system.world, self.head(system, step), step.choice)
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def final_regs(self, system: System) -> dict[str, RegValue]:
+        """Registers as `"T:REG" -> value`, in thread then name order."""
+        out: dict[str, RegValue] = {}
+        for c in sorted(system.cpus, key=lambda c: (c.thread is None, c.thread)):
+            if c.thread is None:
+                continue
+            for name in sorted(c.regs.keys()):
+                out[f"{c.thread}:{name}"] = c.regs[name]
+        return out
+
+    def frame_order(self, system: System) -> list[int]:
+        """Frame ids in order of first appearance: page cache, PTEs, each actor's own
+        (a CPU's TLB and tasks), the free stack, then any frame nothing refers to."""
+        seen: dict[int, None] = {}
+        world = system.world
+        for k in sorted(world.page_cache):
+            seen.setdefault(world.page_cache[k], None)
+        for space in world.mms:
+            ptes = space.ptes
+            for p in sorted(ptes):
+                seen.setdefault(ptes[p].frame, None)
+        for actor, state in zip(self.actors, system.actors):
+            for fid in actor.frames_of(state):
+                seen.setdefault(fid, None)
+        for fid in world.frames.free:
+            seen.setdefault(fid, None)
+        if len(seen) != len(world.frames.frames):
+            for fid in sorted(world.frames.frames.keys()):
+                seen.setdefault(fid, None)
+        return list(seen)
+
+
+__all__ = ["Machine", "enumerate_steps"]
