@@ -109,6 +109,8 @@ class TrioRuntime:
         self.last: int | None = None
         # Stand-ins: messages delivered to the test, not yet received by it.
         self.stand_in_inbox: deque[Envelope] = deque()
+        #: Messages that crossed a Trio channel (sent, and received), for tests.
+        self.crossed: list[tuple[str, str, str]] = []
 
     # --- actor tasks ---------------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class TrioRuntime:
                     env = self._recv[(machine.slot[step.src], slot)].receive_nowait()
                     if env.dst != me or env.src != step.src:
                         raise RoutingError(f"{me} took {env.src} -> {env.dst}: {env.kind} from {step.src}'s channel")
+                    self.crossed.append((env.src.name, env.dst.name, env.kind))
                 out = machine.actor_step(slot, state, self.memory.world, env, step.choice, clock, turn.first_msg_id)
                 state, clock = out.state, out.end
                 self.memory.world = out.world
@@ -189,6 +192,7 @@ class TrioRuntime:
     def _stand_in_receives(self, run: Run, slot: int, step: Step) -> StepResult:
         assert step.src is not None, "a stand-in has no own steps"
         env = self._recv[(self.machine.slot[step.src], slot)].receive_nowait()
+        self.crossed.append((env.src.name, env.dst.name, env.kind))
         self.stand_in_inbox.append(env)
         clock = run.system.clocks[slot]
         start = max(clock, env.sent_at)
