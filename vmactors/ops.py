@@ -72,6 +72,15 @@ class Mprotect:
     prot: Prot
 
 
-Op = Union[Load, Store, Mmap, MmapFixed, Munmap, Mprotect]
+@attrs.frozen
+class Madvise:
+    """`madvise LABEL dontneed`: the whole mapping's pages are discarded (zapped and
+    shot down); the mapping stays, and later faults see fresh memory."""
 
-__all__ = ["Kind", "Prot", "RegValue", "Addr", "Load", "Store", "Mmap", "MmapFixed", "Munmap", "Mprotect", "Op"]
+    label: str
+    advice: Literal["dontneed"] = "dontneed"
+
+
+Op = Union[Load, Store, Mmap, MmapFixed, Munmap, Mprotect, Madvise]
+
+__all__ = ["Kind", "Prot", "RegValue", "Addr", "Load", "Store", "Mmap", "MmapFixed", "Munmap", "Mprotect", "Madvise", "Op"]

@@ -170,6 +170,26 @@ def test_unknown_op_in_a_multiline_array_with_escapes() -> None:
     check(err, "bad.toml:5:24:", "unknown op 'lod 8'")
 
 
+def test_madvise_without_advice() -> None:
+    err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["madvise A"]')
+    check(err, "bad.toml:5:9:", "bad op 'madvise A'", "expected the advice", "dontneed")
+
+
+def test_madvise_with_unknown_advice_suggests_one() -> None:
+    err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["r0 = load A", "madvise A dontned"]')
+    check(err, "bad.toml:5:24:", "unknown advice 'dontned'", "did you mean 'dontneed'")
+
+
+def test_madvise_of_an_undefined_label() -> None:
+    err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["madvise B dontneed"]')
+    check(err, "bad.toml:5:9:", "undefined label 'B'", "madvise B dontneed")
+
+
+def test_madvise_with_something_after_the_advice() -> None:
+    err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["madvise A dontneed now"]')
+    check(err, "bad.toml:5:9:", "unexpected 'now'")
+
+
 def test_undefined_label() -> None:
     err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["r0 = load B"]')
     check(err, "bad.toml:5:9:", "undefined label 'B'", "r0 = load B")

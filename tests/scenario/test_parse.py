@@ -14,6 +14,7 @@ from vmactors.scenario.model import (
     Atom,
     Expectation,
     Load,
+    Madvise,
     MapSpec,
     Mmap,
     MmapFixed,
@@ -160,7 +161,7 @@ def test_ops_are_whitespace_tolerant() -> None:
     s = parse(
         'name = "ws"\n[[map]]\nname = "A"\npages = 2\n[[thread]]\n'
         'ops = ["r0=load A+8", "  store   A + 16   1 ", "L =  mmap  2 kind = file  file=f fill=3", '
-        '"mprotect L prot = r", "mmap   L fixed", "munmap L"]\n'
+        '"mprotect L prot = r", "mmap   L fixed", " madvise  L  dontneed", "munmap L"]\n'
     )
     assert s.threads[0].ops == (
         Load("r0", Addr("A", 8)),
@@ -168,6 +169,7 @@ def test_ops_are_whitespace_tolerant() -> None:
         Mmap("L", pages=2, kind="file", file="f", fill=3),
         Mprotect("L", "r"),
         MmapFixed("L", pages=2, kind="anon", file=None, fill=0),
+        Madvise("L"),
         Munmap("L"),
     )
     # texts keep the ops as written

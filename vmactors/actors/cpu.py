@@ -28,7 +28,7 @@ from ..mm.layout import page_of, page_range
 from ..mm.page_table import Pte
 from ..mm.vma import prot_allows
 from ..mm.world import World
-from ..ops import Load, Mmap, MmapFixed, Mprotect, Munmap, Store
+from ..ops import Load, Madvise, Mmap, MmapFixed, Mprotect, Munmap, Store
 from . import footprint as fp
 from .base import Actor
 from .effects import Effects, TlbAccess
@@ -198,6 +198,9 @@ class CpuActor(Actor[CpuState]):
         if isinstance(op, Mprotect):
             start, pages = label_range(state, self.program, op.label)
             return SyscallTask(op="mprotect", phase=START, start=start, pages=pages, prot=op.prot, new=new_vma)
+        if isinstance(op, Madvise):
+            start, pages = label_range(state, self.program, op.label)
+            return SyscallTask(op="madvise", phase=START, start=start, pages=pages)
         raise TypeError(op)  # pragma: no cover - the parser admits no other op
 
     def _access(self, k: Kernel, vaddr: int, kind: str, value: int = 0) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import attrs
+
 from ..actors import footprint as fp
 from ..actors.kernel import Kernel, check_access
 from ..actors.messages import (
@@ -278,6 +280,45 @@ def fault_under_mmap_sem(prefix: str = "") -> tuple[Phase, ...]:
     )
 
 
+def madvise_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    """MADV_DONTNEED: the range's pages are discarded: its anonymous VMAs give zeroed
+    pages from now on, and the PTEs are zapped (the frames go after the flush)."""
+    assert t.start is not None
+    for vid in k.tree().vma_ids(t.start, t.end):
+        vma = k.vma(vid)
+        if vma.kind == "anon" and vma.fill != 0:
+            k.set_vma(attrs.evolve(vma, fill=0))
+    return goto(t, "flush", frames=k.zap_range(t.start, t.pages))
+
+
+def madvise_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    for fid in t.frames:
+        k.free_frame(fid)
+    k.send(MMAP_SEM, UpRead(mm=k.mm))
+    k.syscall_return(goto(t, "free", frames=()))
+    return EXIT
+
+
+def madvise_path() -> Path:
+    """`madvise LABEL dontneed`, the same in every design: as Linux's MADV_DONTNEED
+    (`madvise_dontneed_free` under `mmap_read_lock`): the writers are kept out, faults
+    are not (under `mmap_sem` they take the read lock too); zap, shoot down, free."""
+
+    def start(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+        k.send(MMAP_SEM, DownRead(mm=k.mm))
+        return wait(t, "zap", Grant)
+
+    return Path("madvise", (
+        Phase(START, start, ("zap",), "down_read(mmap_sem): keeps writers out, not faults", sends=(DownRead,)),
+        Phase("zap", madvise_zap, ("flush",),
+              "zap the PTEs; the VMA's anonymous pages come back zeroed on the next fault",
+              reads=(TREE_READ,), writes=(RANGE_VMAS, RANGE_PTES)),
+        flush_phase("free"),
+        Phase("free", madvise_free, (EXIT,), "free the frames; up_read; return", sends=(UpRead,),
+              writes=(TASK_FRAMES,) + RETURN_WRITES),
+    ))
+
+
 def down_read_then(next_phase: str, t: FaultTask, k: Kernel, **changes: object) -> FaultTask:
     """down_read(mmap_sem); `next_phase` runs on the grant."""
     k.send(MMAP_SEM, DownRead(mm=k.mm))
@@ -289,5 +330,5 @@ __all__ = [
     "RANGE_TLB", "TASK_FRAMES", "RANGE_PTE_FRAMES", "RANGE_VMAS", "OLD_VMAS", "WRITERS", "UNMAPPED",
     "INSTALL_WRITES", "RETURN_WRITES", "lock_for_write", "flush_and_wait", "find_vma_locked", "alloc_for_fault",
     "take_old", "mmap_path", "mmap_insert", "mmap_placed", "mmap_done", "writer_start", "flush_phase",
-    "fault_under_mmap_sem", "down_read_then",
+    "fault_under_mmap_sem", "down_read_then", "madvise_path",
 ]

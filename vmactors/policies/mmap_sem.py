@@ -26,6 +26,7 @@ from .common import (
     down_read_then,
     fault_under_mmap_sem,
     flush_phase,
+    madvise_path,
     mmap_path,
     take_old,
     writer_start,
@@ -119,6 +120,7 @@ PROTOCOL = ProtocolTable((
         Phase(START, fault_start, ("lookup",), "down_read(mmap_sem); wait for the grant", sends=(DownRead,)),
     ) + fault_under_mmap_sem()),
     mmap_path(),
+    madvise_path(),
     Path("munmap", (
         writer_start("update", DOWN_WRITE),
         Phase("update", munmap_update, ("zap",), "ask the tree owner to store NULL over the range (VMAs detached)",

@@ -81,6 +81,7 @@ from .common import (
     down_read_then,
     fault_under_mmap_sem,
     flush_phase,
+    madvise_path,
     mmap_done,
     mmap_path,
     mmap_placed,
@@ -388,6 +389,7 @@ PROTOCOL = ProtocolTable((
         done=Phase("done", mmap_unlock_done, (EXIT,), "mmap_write_unlock (the new VMA's write lock goes too); "
                    "return the address", sends=(UpWrite,), writes=(WRITE_LOCKS,) + RETURN_WRITES),
         insert_doc="tree owner places and stores the new VMA, write-locked"),
+    madvise_path(),
 ))
 
 PERVMA = Policy(

@@ -53,6 +53,7 @@ from .common import (
     alloc_for_fault,
     flush_and_wait,
     flush_phase,
+    madvise_path,
     mmap_path,
     take_old,
     writer_start,
@@ -389,6 +390,7 @@ PROTOCOL = ProtocolTable((
               writes=PUT_WRITES + RETURN_WRITES),
     )),
     mmap_path(insert_doc="tree owner places the VMA (ZERO ranges are taken) and stores it"),
+    madvise_path(),
 ))
 
 WILCOX = Policy(

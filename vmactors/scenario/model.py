@@ -13,7 +13,7 @@ from typing import Literal, Union
 import attrs
 
 # The ops are their own module (the CPU actor runs them); the model names them.
-from ..ops import Addr, Kind, Load, Mmap, MmapFixed, Mprotect, Munmap, Op, Prot, RegValue, Store
+from ..ops import Addr, Kind, Load, Madvise, Mmap, MmapFixed, Mprotect, Munmap, Op, Prot, RegValue, Store
 
 Verdict = Literal["never", "sometimes", "always"]
 
@@ -103,5 +103,5 @@ class Scenario:
     path: str
     sha256: str
 
-__all__ = ["Addr", "Kind", "Load", "Mmap", "MmapFixed", "Mprotect", "Munmap", "Op", "Prot", "RegValue", "Store",
+__all__ = ["Addr", "Kind", "Load", "Madvise", "Mmap", "MmapFixed", "Mprotect", "Munmap", "Op", "Prot", "RegValue", "Store",
            "Verdict", "MapSpec", "ThreadSpec", "Atom", "Not", "And", "Or", "Expr", "Expectation", "Scenario"]

@@ -37,6 +37,7 @@ from vmactors.scenario.model import (
     Expectation,
     Expr,
     Load,
+    Madvise,
     MapSpec,
     Mmap,
     MmapFixed,
@@ -89,7 +90,10 @@ _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 #: `and`, `or`, `not` are words of `exists`.
 RESERVED_REGISTERS = KEYWORDS | {"fault"}
 
-OP_FORMS = "rN = load ADDR, store ADDR VALUE, LABEL = mmap ..., mmap LABEL fixed ..., munmap LABEL, mprotect LABEL prot=none|r|rw"
+OP_FORMS = ("rN = load ADDR, store ADDR VALUE, LABEL = mmap ..., mmap LABEL fixed ..., munmap LABEL, "
+            "mprotect LABEL prot=none|r|rw, madvise LABEL dontneed")
+#: The advice `madvise` takes.
+ADVICE: tuple[str, ...] = ("dontneed",)
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -179,9 +183,9 @@ class _RawOp:
     thread: int
     index: int
     text: str
-    verb: str  # load | store | mmap | fixed | munmap | mprotect
+    verb: str  # load | store | mmap | fixed | munmap | mprotect | madvise
     name: str | None = None  # the register (load) or new label (mmap)
-    label: str | None = None  # the label operated on (fixed, munmap, mprotect)
+    label: str | None = None  # the label operated on (fixed, munmap, mprotect, madvise)
     addr: Addr | None = None
     value: int = 0
     pages: int | None = None
@@ -659,6 +663,14 @@ class _Parser:
                 bad(f"prot must be none, r or rw, not '{toks[4]}'")
             op.prot = toks[4]
             end_at(5)
+        elif verb == "madvise":
+            op.verb = "madvise"
+            op.label = label_at(1, "madvise")
+            if len(toks) < 3:
+                bad(f"expected the advice after the label ({', '.join(ADVICE)})")
+            if toks[2] not in ADVICE:
+                bad(f"unknown advice '{toks[2]}' (madvise takes: {', '.join(ADVICE)}){_suggest(toks[2], ADVICE)}")
+            end_at(3)
         else:
             unknown()
         return op
@@ -918,6 +930,9 @@ class _Parser:
         if op.verb == "munmap":
             assert op.label is not None
             return Munmap(label=op.label)
+        if op.verb == "madvise":
+            assert op.label is not None
+            return Madvise(label=op.label)
         assert op.label is not None
         return Mprotect(label=op.label, prot=op.prot)  # type: ignore[arg-type]
 

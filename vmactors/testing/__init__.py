@@ -632,7 +632,7 @@ def choice_lists(max_size: int = 80, max_value: int = 4) -> "SearchStrategy[list
 def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 3,
                     max_ops: int = 3) -> "SearchStrategy[Scenario]":
     """Random small valid scenarios: 1–2 one-page maps (anon or file, some prefaulted),
-    2–3 threads of loads, stores, munmap, mmap and MAP_FIXED over the maps."""
+    2–3 threads of loads, stores, munmap, mmap, MAP_FIXED and madvise over the maps."""
     from hypothesis import strategies as st
 
     @st.composite
@@ -658,7 +658,7 @@ def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 
             local: list[str] = []
             for i in range(draw(st.integers(1, max_ops))):
                 targets = names + local
-                kind = draw(st.sampled_from(["load", "load", "store", "munmap", "mmap", "fixed"]))
+                kind = draw(st.sampled_from(["load", "load", "store", "munmap", "mmap", "fixed", "madvise"]))
                 label = draw(st.sampled_from(targets))
                 if kind == "load":
                     ops.append(f"r{i} = load {label}")
@@ -666,6 +666,8 @@ def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 
                     ops.append(f"store {label} {draw(st.integers(4, 9))}")
                 elif kind == "munmap":
                     ops.append(f"munmap {label}")
+                elif kind == "madvise":
+                    ops.append(f"madvise {label} dontneed")
                 elif kind == "mmap":
                     new = f"N{t}{i}"
                     ops.append(f"{new} = mmap fill={draw(st.integers(0, 3))}")
