@@ -145,10 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="""examples:
   vmactors policies                 # one line per policy and ablation
   vmactors policies --protocols     # each policy's fault and syscall protocols, step by step
-  vmactors policies --markdown      # the same as Markdown tables, as in docs/policies/""",
+  vmactors policies --markdown      # the same as Markdown tables, as in docs/policies/
+  vmactors policies --protocols --policy wilcox-early-return""",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocols", action="store_true", help="also print each policy's protocol steps")
-    p.add_argument("--markdown", action="store_true", help="print the protocol steps as Markdown tables (for docs)")
+    p.add_argument("--protocols", action="store_true",
+                   help="also print each policy's protocols: every step, the steps it may hand over to, the "
+                        "messages it sends and the shared objects it touches (the tables the code dispatches on)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print only the protocol tables, as Markdown (as docs/policies/*.md embed them)")
+    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P",
+                   help="the policies whose protocols to print (repeatable; default: the four main ones)")
     p.set_defaults(func=cmd_policies)
     return parser
 
@@ -314,21 +320,22 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_policies(args: argparse.Namespace) -> int:
     from .policies.registry import POLICIES
+    from .policies.render import protocol_tables
 
+    chosen = args.policies or list(MAIN_POLICIES)
+    if args.markdown:  # the tables only, as docs/policies/*.md embed them
+        print("\n\n".join(protocol_tables(name, POLICIES[name].protocol, markdown=True) for name in chosen))
+        return 0
     print("policies:")
     for name in MAIN_POLICIES:
-        if name in POLICIES:
-            print(f"  {name:<28} {POLICIES[name].summary}")
-    print("ablations (each removes one safeguard; see DESIGN §4):")
+        print(f"  {name:<28} {POLICIES[name].summary}")
+    print("ablations (each removes one safeguard):")
     for name in ABLATIONS:
-        if name in POLICIES:
-            print(f"  {name:<28} {POLICIES[name].summary}")
-    if args.protocols or args.markdown:
-        from .policies.render import protocol_tables
-
-        for name in MAIN_POLICIES:
+        print(f"  {name:<28} {POLICIES[name].summary}")
+    if args.protocols:
+        for name in chosen:
             print()
-            print(protocol_tables(name, POLICIES[name].protocol, markdown=args.markdown))
+            print(protocol_tables(name, POLICIES[name].protocol))
     return 0
 
 
