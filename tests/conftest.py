@@ -40,6 +40,7 @@ from hypothesis import settings
 from vmactors.explore.canon import state_key
 from vmactors.invariants import check_step
 from vmactors.log import render_events
+from vmactors.log import schema as LS
 from vmactors.scenario import load_scenario
 from vmactors.scenario.model import Scenario
 from vmactors.sim.run import Run
@@ -149,65 +150,48 @@ def run_events_fixture() -> Callable[..., tuple[Any, list[dict[str, Any]]]]:
 
 
 # --- the log schema (docs/log-schema.md) ------------------------------------------
+#
+# What the events are -- their names, the keys each must have, who logs it, which keys
+# take one of a few values -- comes from `vmactors.log.schema`, the module the writer
+# renders and the page's table is generated from. What makes this check more than the
+# writer checking itself is the rest: the key order, message ids, causes, FIFO channels,
+# per-actor clocks, IPI lines after their messages, step-0 set-up events, run.start/run.end.
 
-HEAD = ("step", "vtime_ns", "actor", "event", "cpu", "addr", "pages", "frame", "vma",
-        "msg_id", "src", "dst", "kind", "cause")
-MSG_KEYS = ("msg_id", "src", "dst", "kind", "cause")
+HEAD = LS.LINE_HEAD + LS.HEAD
+MSG_KEYS = tuple(k for k in LS.HEAD if k in LS.required_keys(LS.MsgSend))
 CPU_ACTOR = re.compile(r"^cpu\d+$")
 SERVICE = {"tree", "shootdown", "rcu", "mmap_sem"}
+MSG_EVENTS = (LS.MsgSend.NAME, LS.MsgRecv.NAME)
+IPI_EVENTS = {LS.IpiSend.NAME: "ipi", LS.IpiAck.NAME: "ack"}  # event -> kind of the msg.send it follows
+
+
+def _always_keys(cls: type[LS.Event]) -> tuple[str, ...]:
+    """The keys every line of `cls` carries: the required ones and those written even
+    when null (`result`)."""
+    req = LS.required_keys(cls)
+    return req + tuple(k for k in LS.key_order(cls) if k in LS.KEEP_NONE and k not in req)
+
 
 #: event -> (who may log it, required keys besides the four common ones).
-#: `cpuN` means any CPU actor. Keys listed in parentheses in the page as "where
-#: relevant" are not required.
+#: Who: `cpuN` any CPU actor, `any` any actor, alternatives joined by `|`.
 EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "run.start": ("sim", ("format", "vmactors", "scenario", "scenario_sha256", "policy", "strategy", "seed")),
-    "run.end": ("sim", ("outcome", "regs", "violations")),
-    "msg.send": ("any", MSG_KEYS),
-    "msg.recv": ("any", MSG_KEYS),
-    "ipi.send": ("shootdown", ("cpu", "addr", "pages")),
-    "ipi.ack": ("cpuN", ("cpu", "addr", "pages")),
-    "mem.load": ("cpuN", ("cpu", "addr", "pages", "frame", "vma", "vaddr", "reg", "value")),
-    "mem.store": ("cpuN", ("cpu", "addr", "pages", "frame", "vma", "vaddr", "value")),
-    "tlb.fill": ("cpuN", ("cpu", "addr", "pages", "frame", "vma", "prot")),
-    "tlb.flush": ("cpuN", ("cpu", "addr", "pages", "reason")),
-    "pte.install": ("cpuN", ("cpu", "addr", "pages", "frame", "vma", "prot")),
-    "pte.zap": ("cpuN", ("cpu", "addr", "pages", "frame", "vma")),
-    "pte.protect": ("cpuN", ("cpu", "addr", "pages", "frame", "vma", "prot")),
-    "fault.begin": ("cpuN", ("cpu", "addr", "pages", "vaddr", "access")),
-    "fault.retry": ("cpuN", ("cpu", "addr", "pages", "reason")),
-    "fault.segv": ("cpuN", ("cpu", "addr", "pages", "reason")),
-    "fault.end": ("cpuN", ("cpu", "addr", "pages", "vma")),
-    "lock.wait": ("cpuN", ("cpu", "lock", "mode")),
-    "lock.acquire": ("cpuN", ("cpu", "lock", "mode")),
-    "lock.release": ("cpuN", ("cpu", "lock", "mode")),
-    "tree.store": ("tree", ("addr", "pages", "entry")),
-    "vma.free": ("cpuN|rcu", ("addr", "pages", "vma")),
-    "vma.detach": ("cpuN", ("cpu", "vma")),
-    "rcu.gp.start": ("rcu", ("gp",)),
-    "rcu.gp.end": ("rcu", ("gp",)),
-    "rcu.qs": ("rcu", ("cpu", "gp")),
-    "frame.alloc": ("cpuN", ("cpu", "addr", "pages", "frame", "vma")),
-    "frame.free": ("cpuN", ("cpu", "frame")),
-    "syscall.begin": ("cpuN", ("cpu", "op", "text")),
-    "syscall.end": ("cpuN", ("cpu", "op", "text", "ret")),
-    "op.begin": ("cpuN", ("cpu", "thread", "index", "text")),
-    "op.end": ("cpuN", ("cpu", "thread", "index", "text", "result")),
-    "invariant.violated": ("sim", ("invariant", "detail")),
-}
+    name: (cls.WHO, _always_keys(cls)) for name, cls in LS.EVENTS.items()}
 #: Step 0, after run.start: what the scenario sets up, logged by `sim`.
 SETUP_EVENTS: dict[str, tuple[str, ...]] = {
-    "tree.store": ("addr", "pages", "vma", "entry"),
-    "pte.install": ("addr", "pages", "frame", "vma", "prot"),
-    "tlb.fill": ("cpu", "addr", "pages", "frame", "vma", "prot"),
+    LS.TreeStore.NAME: LS.required_keys(LS.TreeStore) + ("vma",),  # a `[[map]]` is a VMA
+    LS.PteInstall.NAME: LS.required_keys(LS.PteInstall),
+    LS.TlbFill.NAME: LS.required_keys(LS.TlbFill),  # with the CPU whose TLB it fills
 }
-#: `lock.*` events about the rwsem are logged by the `mmap_sem` actor (it decides
-#: who waits and who gets it; the event names the CPU); the others by the CPU.
-LOCK_ACTORS = {"mmap_sem"}
 #: Events about memory: `addr` (page-aligned int) and `pages` are required.
-MEMORY_EVENTS = {"vma.free", "mem.load", "mem.store", "tlb.fill", "tlb.flush", "pte.install", "pte.zap", "pte.protect",
-                 "fault.begin", "fault.retry", "fault.segv", "fault.end", "tree.store", "frame.alloc",
-                 "ipi.send", "ipi.ack"}
-SINGLE_PAGE = {"mem.load", "tlb.fill", "pte.install", "pte.zap", "pte.protect", "fault.begin", "frame.alloc"}
+MEMORY_EVENTS = LS.MEMORY_EVENTS
+SINGLE_PAGE = LS.SINGLE_PAGE
+INVARIANTS = ("coherence", "frame-uaf", "vma-uaf", "orphan-pte", "munmap-incomplete", "deadlock")
+
+
+def _logged_by(who: str, actor: str) -> bool:
+    """Whether `actor` may log an event whose `WHO` is `who`."""
+    return any(w == "any" or w == actor or (w == "cpuN" and CPU_ACTOR.match(actor) is not None)
+               for w in who.split("|"))
 
 
 def _reg_value(v: Any) -> bool:
@@ -241,28 +225,27 @@ def schema_problems(lines: Iterable[bytes | str | dict[str, Any]]) -> list[tuple
     if not need(events, "empty log"):
         return p.found
     first, last = events[0], events[-1]
-    need(first["event"] == "run.start", f"first line is not run.start: {first}")
-    need(last["event"] == "run.end", f"last line is not run.end: {last}")
-    need(sum(e["event"] == "run.start" for e in events) == 1, "run.start more than once")
-    need(sum(e["event"] == "run.end" for e in events) == 1, "run.end more than once")
-    if first["event"] == "run.start":
-        need(first["step"] == 0 and first["vtime_ns"] == 0 and first["actor"] == "sim", f"run.start head: {first}")
-        need(list(first)[4:] == ["format", "vmactors", "scenario", "scenario_sha256", "policy", "strategy", "seed"],
-             f"run.start fields: {list(first)}")
-        need(first.get("format") == 1, f"format: {first}")
+    start, end = LS.RunStart.NAME, LS.RunEnd.NAME
+    need(first["event"] == start, f"first line is not {start}: {first}")
+    need(last["event"] == end, f"last line is not {end}: {last}")
+    need(sum(e["event"] == start for e in events) == 1, f"{start} more than once")
+    need(sum(e["event"] == end for e in events) == 1, f"{end} more than once")
+    if first["event"] == start:
+        need(first["step"] == 0 and first["vtime_ns"] == 0 and first["actor"] == "sim", f"{start} head: {first}")
+        need(list(first)[4:] == list(LS.key_order(LS.RunStart)), f"{start} fields: {list(first)}")
+        need(first.get("format") == LS.FORMAT, f"format: {first}")
         need(isinstance(first.get("scenario_sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", first["scenario_sha256"]),
              f"scenario_sha256: {first}")
         need(isinstance(first.get("seed"), int), f"seed: {first}")
-    if last["event"] == "run.end":
-        need(list(last)[4:7] == ["outcome", "regs", "violations"], f"run.end fields: {list(last)}")
-        need(last.get("outcome") in ("ok", "violation", "deadlock", "step-limit"), f"outcome: {last}")
+    if last["event"] == end:
+        need(list(last)[4:7] == list(LS.required_keys(LS.RunEnd)), f"{end} fields: {list(last)}")
         regs = last.get("regs")
         need(isinstance(regs, dict) and all(re.fullmatch(r"\d+:\w+", k) and _reg_value(v) for k, v in regs.items()),
              f"regs: {last}")
         viol = last.get("violations")
         need(isinstance(viol, list) and viol == sorted(viol), f"violations: {last}")
         need(("waiting" in last) == (last.get("outcome") == "deadlock"), f"waiting: {last}")
-        need(last["step"] == max(e["step"] for e in events), f"run.end step: {last}")
+        need(last["step"] == max(e["step"] for e in events), f"{end} step: {last}")
     sent: set[int] = set()
     received: set[int] = set()
     prev_step = 0
@@ -286,23 +269,25 @@ def schema_problems(lines: Iterable[bytes | str | dict[str, Any]]) -> list[tuple
             clock[actor] = ev["vtime_ns"]
         if not need(name in EVENTS, f"{where}: event {name!r} is not in docs/log-schema.md", "unknown-event"):
             continue
+        cls = LS.EVENTS[name]
         who, required = EVENTS[name]
         if actor == "sim" and ev["step"] == 0 and name in SETUP_EVENTS:
             # Step 0: the address space as the scenario sets it up.
             who, required = "sim", SETUP_EVENTS[name]
-        if who == "sim":
-            need(actor == "sim", f"{where}: actor")
-        elif who == "cpuN":
-            need(CPU_ACTOR.match(actor) or (name.startswith("lock.") and actor in LOCK_ACTORS), f"{where}: actor")
-        elif who == "cpuN|rcu":
-            need(CPU_ACTOR.match(actor) or actor == "rcu", f"{where}: actor")
-        elif who != "any":
-            need(actor == who, f"{where}: actor")
+        need(_logged_by(who, actor), f"{where}: actor")
         for k in required:
             need(k in ev, f"{where}: lacks {k!r}")
-        if CPU_ACTOR.match(actor) and name not in ("msg.send", "msg.recv"):
+        # Only the event's own keys, in the order the page lists them.
+        own = keys[4:]
+        order = LS.key_order(cls)
+        need(set(own) <= set(order) and own == [k for k in order if k in ev], f"{where}: keys {own} not {list(order)}")
+        for k, values in LS.choices(cls).items():
+            if k in ev:
+                need(ev[k] in values, f"{where}: {k}")
+        if CPU_ACTOR.match(actor) and name not in MSG_EVENTS:
             need(ev.get("cpu") == int(actor[3:]), f"{where}: a CPU's event without its cpu")
         if name.startswith("lock."):
+            # The rwsem logs its own lock events (it decides who waits and who gets it).
             need((ev.get("lock") == "mmap_sem") == (actor == "mmap_sem"), f"{where}: who logs the lock event")
         if "cpu" in ev:
             need(isinstance(ev["cpu"], int) and not isinstance(ev["cpu"], bool), f"{where}: cpu not an int")
@@ -316,14 +301,14 @@ def schema_problems(lines: Iterable[bytes | str | dict[str, Any]]) -> list[tuple
             need(isinstance(ev["frame"], int), f"{where}: frame")
         if ev.get("vma") is not None:
             need(isinstance(ev["vma"], str), f"{where}: vma")
-        if name in ("msg.send", "msg.recv"):
+        if name in MSG_EVENTS:
             need(isinstance(ev.get("msg_id"), int) and isinstance(ev.get("kind"), str), f"{where}: msg keys")
             ends = [x for x in (ev.get("src"), ev.get("dst")) if isinstance(x, str) and CPU_ACTOR.match(x)]
             need(ev.get("cpu") == (int(ends[0][3:]) if ends else None), f"{where}: cpu is not the CPU end")
             cause = ev.get("cause")
             need(cause is None or (isinstance(cause, int) and cause in received),
                  f"{where}: cause does not name a message handled earlier")
-            if name == "msg.send":
+            if name == LS.MsgSend.NAME:
                 need(ev.get("src") == actor, f"{where}: src")
                 need(ev.get("msg_id", 0) > max(sent, default=0), f"{where}: msg_ids not unique, in send order")
                 sent.add(ev.get("msg_id", 0))
@@ -337,36 +322,26 @@ def schema_problems(lines: Iterable[bytes | str | dict[str, Any]]) -> list[tuple
                 need(ev.get("dst") == actor, f"{where}: dst")
                 need(ev.get("msg_id") in sent and ev.get("msg_id") not in received, f"{where}: recv of unsent msg")
                 received.add(ev.get("msg_id", 0))
-        if name in ("ipi.send", "ipi.ack"):
+        if name in IPI_EVENTS:
             # It follows the msg.send of the IPI (or of the ack), in the same step.
             prev = events[n - 2] if n >= 2 else {}
-            kind = "ipi" if name == "ipi.send" else "ack"
-            need(prev.get("event") == "msg.send" and prev.get("kind") == kind and prev.get("step") == ev["step"]
+            kind = IPI_EVENTS[name]
+            need(prev.get("event") == LS.MsgSend.NAME and prev.get("kind") == kind and prev.get("step") == ev["step"]
                  and prev.get("addr") == ev.get("addr") and prev.get("pages") == ev.get("pages")
-                 and (name == "ipi.ack" or prev.get("dst") == f"cpu{ev.get('cpu')}"),
+                 and (name == LS.IpiAck.NAME or prev.get("dst") == f"cpu{ev.get('cpu')}"),
                  f"{where}: does not follow the msg.send of its {kind}")
-        if name == "mem.load":
+        if name == LS.MemLoad.NAME:
             need(ev.get("vaddr", -1) - ev.get("addr", 0) in range(4096) and _reg_value(ev.get("value")), where)
-        if name == "fault.begin":
-            need(ev.get("access") in ("load", "store"), f"{where}: access")
-        if name == "tlb.flush":
-            need(ev.get("reason") in ("local", "ipi"), f"{where}: reason")
-        if name.startswith("lock."):
-            need(ev.get("lock") in ("mmap_sem", "vma", "rcu", "refcount", "fence"), f"{where}: lock")
-            need(ev.get("mode") in ("read", "write"), f"{where}: mode")
-        if name == "tree.store":
-            need(ev.get("entry") in ("vma", "zero", "null"), f"{where}: entry")
+        if name == LS.TreeStore.NAME:
             need((ev.get("vma") is not None) == (ev.get("entry") == "vma"), f"{where}: vma vs entry")
         if name.startswith("syscall."):
-            need(ev.get("op") in ("mmap", "mmap-fixed", "munmap", "mprotect"), f"{where}: op")
-            placed = name == "syscall.end" and isinstance(ev.get("ret"), int)
+            placed = name == LS.SyscallEnd.NAME and isinstance(ev.get("ret"), int)
             if ev.get("op") != "mmap" or placed:
                 need("addr" in ev and "pages" in ev, f"{where}: lacks addr/pages")
         if name.startswith("rcu."):
             need(isinstance(ev.get("gp"), int), f"{where}: gp")
-        if name == "invariant.violated":
-            need(ev.get("invariant") in ("coherence", "frame-uaf", "vma-uaf", "orphan-pte", "munmap-incomplete",
-                                         "deadlock"), f"{where}: invariant")
+        if name == LS.InvariantViolated.NAME:
+            need(ev.get("invariant") in INVARIANTS, f"{where}: invariant")
     return p.found
 
 

@@ -279,6 +279,7 @@ class Kernel:
 
     def fault_done(self, task: FaultTask) -> None:
         """The fault is over: the access restarts from the TLB on the CPU's next step."""
+        assert task.vma is not None, "a fault ends only once it found its VMA"
         self.emit(FaultEnd(cpu=self.id, addr=task.page, pages=1, vma=task.vma))
         self.evolve_cpu(task=None)
 

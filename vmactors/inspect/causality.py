@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from vmactors.inspect.labels import Event
+from vmactors.log.schema import MsgRecv, MsgSend
 
 
 @attrs.frozen
@@ -46,12 +47,12 @@ class Messages:
         if "msg_id" not in ev:
             return
         msg_id = ev["msg_id"]
-        if name == "msg.recv":
+        if name == MsgRecv.NAME:
             sent = self.sent.get(msg_id)
             if sent is not None and not sent.reply:
                 self.unanswered.setdefault((sent.dst, sent.src), deque()).append(msg_id)
             return
-        if name != "msg.send":
+        if name != MsgSend.NAME:
             return
         src = str(ev.get("src", ev.get("actor")))
         dst = str(ev.get("dst"))

@@ -17,6 +17,7 @@ import attrs
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.labels import Event, hex_addr, sort_actors, value_text
 from vmactors.inspect.reader import Record
+from vmactors.log.schema import LINE_HEAD, InvariantViolated, MsgRecv, MsgSend, RunEnd, RunStart, required_keys
 
 
 @attrs.frozen
@@ -97,9 +98,8 @@ class Sequence:
         return ", ".join(parts)
 
 
-_MSG_KEYS = frozenset(
-    {"step", "vtime_ns", "actor", "event", "msg_id", "src", "dst", "kind", "cause"}
-)
+# The keys every message line has; the rest (cpu, addr, pages, arg) are its payload.
+_MSG_KEYS = frozenset(LINE_HEAD + required_keys(MsgSend))
 
 
 def _payload(ev: Event) -> str:
@@ -129,22 +129,22 @@ def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None)
     for rec in records:
         ev = rec.event
         name = ev["event"]
-        if name == "run.start":
+        if name == RunStart.NAME:
             header = ev
-        elif name == "run.end":
+        elif name == RunEnd.NAME:
             end = ev
-        elif name == "msg.send" and "msg_id" in ev:
+        elif name == MsgSend.NAME and "msg_id" in ev:
             if ev["msg_id"] not in sends:
                 order.append(ev["msg_id"])
             sends[ev["msg_id"]] = _Pending(ev, filt.matches(ev))
-        elif name == "msg.recv" and "msg_id" in ev:
+        elif name == MsgRecv.NAME and "msg_id" in ev:
             pending = sends.get(ev["msg_id"])
             if pending is None:  # received but its send is not in the log: draw from here
                 order.append(ev["msg_id"])
                 pending = sends[ev["msg_id"]] = _Pending(ev, False)
             pending.recv_step = ev["step"]
             pending.drawn = pending.drawn or filt.matches(ev)
-        elif name == "invariant.violated" and filt.matches(ev):
+        elif name == InvariantViolated.NAME and filt.matches(ev):
             cpu = ev.get("cpu")
             note_actors: tuple[str, ...] = (f"cpu{cpu}",) if isinstance(cpu, int) and not isinstance(cpu, bool) else ()
             notes.append(Note(ev["step"], note_actors, str(ev.get("invariant", "?")), str(ev.get("detail", "") or "")))

@@ -21,6 +21,11 @@ import attrs
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.labels import PAGE_SIZE, Event, covers, entry_text, hex_addr, page_range, ret_text, value_text
 from vmactors.inspect.reader import Record
+from vmactors.log.schema import (
+    FaultBegin, FaultEnd, FaultRetry, FaultSegv, FrameAlloc, FrameFree, InvariantViolated, IpiAck, IpiSend,
+    MemLoad, MemStore, PteInstall, PteProtect, PteZap, SyscallBegin, SyscallEnd, TlbFill, TlbFlush, TreeStore,
+    VmaFree,
+)
 
 
 @attrs.frozen
@@ -102,7 +107,7 @@ class Translations:
         Call before `observe(ev)`. Returns e.g. `stale TLB: the PTE maps frame 5 (since
         step 7)`, or None when the access went through the current translation.
         """
-        if ev.get("event") not in ("mem.load", "mem.store"):
+        if ev.get("event") not in (MemLoad.NAME, MemStore.NAME):
             return None
         rng = page_range(ev)
         if rng is None:
@@ -129,27 +134,27 @@ class Translations:
         step = ev.get("step", 0)
         cpu = _int(ev.get("cpu"))
         frame = ev.get("frame")
-        if name == "frame.free":
+        if name == FrameFree.NAME:
             if self.page is None or frame in self.page_frames:
                 self.freed[frame] = step
             return
-        if name == "frame.alloc":
+        if name == FrameAlloc.NAME:
             self.freed.pop(frame, None)
         for page in self._pages_of(ev):
             st = self.state(page)
             self._remember(ev)
-            if name == "tree.store":
+            if name == TreeStore.NAME:
                 st.tree, st.tree_step = entry_text(ev), step
-            elif name in ("pte.install", "pte.protect"):
+            elif name in (PteInstall.NAME, PteProtect.NAME):
                 st.pte = Translation(frame, ev.get("vma"), step)
                 st.pte_known, st.pte_since = True, step
-            elif name == "pte.zap":
+            elif name == PteZap.NAME:
                 st.pte, st.pte_known, st.pte_since = None, True, step
-            elif name == "tlb.fill" and cpu is not None:
+            elif name == TlbFill.NAME and cpu is not None:
                 st.tlb[cpu] = Translation(frame, ev.get("vma"), step)
-            elif name == "tlb.flush" and cpu is not None:
+            elif name == TlbFlush.NAME and cpu is not None:
                 st.tlb.pop(cpu, None)
-            elif name in ("mem.load", "mem.store") and cpu is not None:
+            elif name in (MemLoad.NAME, MemStore.NAME) and cpu is not None:
                 if cpu not in st.tlb:
                     # Used without a fill we saw: a prefaulted entry.
                     st.tlb[cpu] = Translation(frame, ev.get("vma"), step, inferred=True)
@@ -184,15 +189,15 @@ def _story(ev: Event, tr: Translations, page: int) -> str | None:
     when the event is not part of this page's story."""
     name = ev.get("event")
     frame = ev.get("frame")
-    if name == "frame.free":
+    if name == FrameFree.NAME:
         if frame not in tr.page_frames:
             return None
         return f"frees frame {frame} (it backed this page)"
-    if name == "vma.free":
+    if name == VmaFree.NAME:
         if ev.get("vma") not in tr.page_vmas:
             return None
         return f"frees vma {ev.get('vma')}"
-    if name == "invariant.violated":
+    if name == InvariantViolated.NAME:
         if page_range(ev) is not None and not covers(ev, page):
             return None
         if page_range(ev) is None and frame not in tr.page_frames and ev.get("vma") not in tr.page_vmas:
@@ -201,26 +206,26 @@ def _story(ev: Event, tr: Translations, page: int) -> str | None:
     if not covers(ev, page):
         return None
     st = tr.pages.get(page)
-    if name == "tree.store":
+    if name == TreeStore.NAME:
         was = f" (was {st.tree})" if st is not None and st.tree is not None else ""
         return f"tree stores {entry_text(ev)}{was}"
-    if name == "pte.install":
+    if name == PteInstall.NAME:
         return f"installs PTE -> frame {frame} ({_vma(ev)}, {ev.get('prot', '?')})"
-    if name == "pte.zap":
+    if name == PteZap.NAME:
         return f"zaps PTE -> frame {frame} ({_vma(ev)})"
-    if name == "pte.protect":
+    if name == PteProtect.NAME:
         return f"sets PTE protection {ev.get('prot', '?')} (frame {frame}, {_vma(ev)})"
-    if name == "tlb.fill":
+    if name == TlbFill.NAME:
         return f"TLB fill -> frame {frame} ({_vma(ev)}, {ev.get('prot', '?')})"
-    if name == "tlb.flush":
+    if name == TlbFlush.NAME:
         cpu = _int(ev.get("cpu"))
         had = st.tlb.get(cpu) if st is not None and cpu is not None else None
         drops = f": drops frame {had.frame}" if had is not None else ""
         return f"TLB flush ({ev.get('reason', '?')}){drops}"
-    if name in ("mem.load", "mem.store"):
+    if name in (MemLoad.NAME, MemStore.NAME):
         where = hex_addr(ev.get("vaddr", ev.get("addr")))
         value = value_text(ev.get("value"))
-        if name == "mem.load":
+        if name == MemLoad.NAME:
             reg = ev.get("reg")
             what = f"load {where} -> {reg} = {value}" if reg is not None else f"load {where} = {value}"
         else:
@@ -228,23 +233,23 @@ def _story(ev: Event, tr: Translations, page: int) -> str | None:
         text = f"{what} (frame {frame}, {_vma(ev)})"
         verdict = tr.judge(ev)
         return f"{text}  << {verdict}" if verdict else text
-    if name == "fault.begin":
+    if name == FaultBegin.NAME:
         return f"page fault on {ev.get('access', '?')} at {hex_addr(ev.get('vaddr', ev.get('addr')))}"
-    if name == "fault.retry":
+    if name == FaultRetry.NAME:
         return f"fault retries ({ev.get('reason', '?')})"
-    if name == "fault.segv":
+    if name == FaultSegv.NAME:
         return f"SIGSEGV ({ev.get('reason', '?')})"
-    if name == "fault.end":
+    if name == FaultEnd.NAME:
         return f"fault done ({_vma(ev)})"
-    if name == "ipi.send":
+    if name == IpiSend.NAME:
         return f"sends IPI to cpu{ev.get('cpu')} (flush)"
-    if name == "ipi.ack":
+    if name == IpiAck.NAME:
         return "acks the IPI"
-    if name == "frame.alloc":
+    if name == FrameAlloc.NAME:
         return f"allocates frame {frame} ({_vma(ev)})"
-    if name == "syscall.begin":
+    if name == SyscallBegin.NAME:
         return f"{ev.get('op', 'syscall')} begins: {ev.get('text', '')}".rstrip(": ")
-    if name == "syscall.end":
+    if name == SyscallEnd.NAME:
         return f"{ev.get('op', 'syscall')} returns {ret_text(ev.get('ret'))}"
     return None
 

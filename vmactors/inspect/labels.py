@@ -11,6 +11,13 @@ from typing import Any
 
 import orjson
 
+from vmactors.log.schema import (
+    LINE_HEAD, FaultBegin, FaultEnd, FaultRetry, FaultSegv, FrameAlloc, FrameFree, InvariantViolated, IpiAck,
+    IpiSend, LockAcquire, LockRelease, LockWait, MemLoad, MemStore, MsgRecv, MsgSend, OpBegin, OpEnd,
+    PteInstall, PteProtect, PteZap, RcuGpEnd, RcuGpStart, RcuQs, SyscallBegin, SyscallEnd, TlbFill, TlbFlush,
+    TreeStore, VmaFree,
+)
+
 PAGE_SIZE = 4096
 
 # Actors that are not CPUs, in the order their columns appear (after cpu0, cpu1, ...).
@@ -90,7 +97,7 @@ def value_text(value: Any) -> str:
 
 
 # Keys shown in their own table column, or implied by the event name.
-_COLUMN_KEYS = frozenset({"step", "vtime_ns", "actor", "event", "cpu", "addr"})
+_COLUMN_KEYS = frozenset(LINE_HEAD + ("cpu", "addr"))
 _HEX_KEYS = frozenset({"vaddr"})
 
 
@@ -153,6 +160,11 @@ def lock_name(ev: Event) -> str:
     return name
 
 
+# lock event -> (what a CPU does, what the lock's own actor says it did for a CPU)
+_LOCK_VERBS = {LockWait.NAME: ("wait", "waits"), LockAcquire.NAME: ("lock", "takes"),
+               LockRelease.NAME: ("unlock", "drops")}
+
+
 def short_label(ev: Event) -> str:
     """A few words for one event, for a narrow timeline cell.
 
@@ -165,68 +177,68 @@ def short_label(ev: Event) -> str:
     """
     name = ev.get("event", "?")
     frame = ev.get("frame")
-    if name == "msg.send":
+    if name == MsgSend.NAME:
         return f"{ev.get('kind')}>{ev.get('dst')}"
-    if name == "msg.recv":
+    if name == MsgRecv.NAME:
         return f"<{ev.get('kind')}"
-    if name == "ipi.send":
+    if name == IpiSend.NAME:
         return f"ipi>cpu{ev.get('cpu')}"
-    if name == "ipi.ack":
+    if name == IpiAck.NAME:
         return "ipi ack"
-    if name == "mem.load":
+    if name == MemLoad.NAME:
         reg = ev.get("reg")
         value = value_text(ev.get("value"))
         return f"ld {reg}={value}" if reg is not None else f"ld ={value}"
-    if name == "mem.store":
+    if name == MemStore.NAME:
         return f"st {value_text(ev.get('value'))}"
-    if name == "tlb.fill":
+    if name == TlbFill.NAME:
         return f"tlb+f{frame}"
-    if name == "tlb.flush":
+    if name == TlbFlush.NAME:
         return f"flush({ev.get('reason', '?')})"
-    if name == "pte.install":
+    if name == PteInstall.NAME:
         return f"pte+f{frame}"
-    if name == "pte.zap":
+    if name == PteZap.NAME:
         return f"zap f{frame}"
-    if name == "pte.protect":
+    if name == PteProtect.NAME:
         return f"prot {ev.get('prot')}"
-    if name == "fault.begin":
+    if name == FaultBegin.NAME:
         return f"fault({ev.get('access', '?')})"
-    if name == "fault.retry":
+    if name == FaultRetry.NAME:
         return "retry"
-    if name == "fault.segv":
+    if name == FaultSegv.NAME:
         return "SEGV"
-    if name == "fault.end":
+    if name == FaultEnd.NAME:
         return "fault ok"
-    if name in ("lock.wait", "lock.acquire", "lock.release"):
+    if name in _LOCK_VERBS:
         cpu = ev.get("cpu")
         if isinstance(cpu, int) and ev.get("actor") not in (None, f"cpu{cpu}"):
             # the lock's own actor (the rwsem) telling what it did for a CPU
-            verb = {"lock.wait": "waits", "lock.acquire": "takes", "lock.release": "drops"}[name]
+            verb = _LOCK_VERBS[name][1]
             return f"cpu{cpu} {verb} {lock_name(ev)}"
-        verb = {"lock.wait": "wait", "lock.acquire": "lock", "lock.release": "unlock"}[name]
+        verb = _LOCK_VERBS[name][0]
         return f"{verb} {lock_name(ev)}"
-    if name == "tree.store":
+    if name == TreeStore.NAME:
         return f"tree={entry_text(ev)}"
-    if name == "vma.free":
+    if name == VmaFree.NAME:
         return f"free vma {ev.get('vma')}"
-    if name == "frame.alloc":
+    if name == FrameAlloc.NAME:
         return f"alloc f{frame}"
-    if name == "frame.free":
+    if name == FrameFree.NAME:
         return f"free f{frame}"
-    if name == "rcu.gp.start":
+    if name == RcuGpStart.NAME:
         return f"gp{ev.get('gp')} start"
-    if name == "rcu.gp.end":
+    if name == RcuGpEnd.NAME:
         return f"gp{ev.get('gp')} end"
-    if name == "rcu.qs":
+    if name == RcuQs.NAME:
         return f"qs cpu{ev.get('cpu')}"
-    if name == "syscall.begin":
+    if name == SyscallBegin.NAME:
         return f"{ev.get('op', 'syscall')} {op_target(ev) or range_text(ev)}"
-    if name == "syscall.end":
+    if name == SyscallEnd.NAME:
         return f"ret={ret_text(ev.get('ret'))}"
-    if name == "op.begin":
+    if name == OpBegin.NAME:
         return f"op {ev.get('text', '')}".rstrip()
-    if name == "op.end":
+    if name == OpEnd.NAME:
         return f"op end={value_text(ev.get('result'))}"
-    if name == "invariant.violated":
+    if name == InvariantViolated.NAME:
         return f"!! {ev.get('invariant')}"
     return name

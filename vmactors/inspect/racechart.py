@@ -48,6 +48,11 @@ from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.history import Translations
 from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, ret_text, value_text
 from vmactors.inspect.reader import Record
+from vmactors.log.schema import (
+    FaultBegin, FaultEnd, FaultRetry, FaultSegv, FrameAlloc, FrameFree, InvariantViolated, IpiSend,
+    LockAcquire, LockRelease, LockWait, MemLoad, MemStore, MsgRecv, MsgSend, PteInstall, PteProtect, PteZap,
+    RunEnd, RunStart, SyscallBegin, SyscallEnd, TlbFlush, TreeStore, VmaFree,
+)
 
 GAP = 4  # spaces between columns
 
@@ -173,21 +178,21 @@ class _Builder:
         self.tr.observe(ev)
         self.messages.observe(ev)
         cpu = cpu_of_actor(actor)
-        if name == "msg.send" and "msg_id" in ev:
+        if name == MsgSend.NAME and "msg_id" in ev:
             origin = cpu if cpu is not None else self.origin.get(ev.get("cause"))
             self.origin[ev["msg_id"]] = origin
-        if name == "msg.recv" and cpu is None and "msg_id" in ev:
+        if name == MsgRecv.NAME and cpu is None and "msg_id" in ev:
             self.serving[actor] = self.origin.get(ev["msg_id"])
-        if name == "run.start":
+        if name == RunStart.NAME:
             self.header = dict(ev)
             return
-        if name == "run.end":
+        if name == RunEnd.NAME:
             self.end = dict(ev)
             return
         # Every event updates what each CPU is in the middle of (indentation, pending
         # requests); only those that pass the filter are drawn.
         self.drawing = self.filt.matches(ev)
-        if name == "invariant.violated":
+        if name == InvariantViolated.NAME:
             if not self.drawing:
                 return
             target = ev.get("cpu") if isinstance(ev.get("cpu"), int) else None
@@ -207,12 +212,12 @@ class _Builder:
 
     def _lock_event(self, cpu: int, ev: Event) -> None:
         name, step = ev["event"], ev["step"]
-        call = _lock_call(ev, release=name == "lock.release")
-        if name == "lock.wait":
+        call = _lock_call(ev, release=name == LockRelease.NAME)
+        if name == LockWait.NAME:
             # drawn already when the CPU sent its request: only say that it waits
             self.add(step, cpu, "... waits" if (cpu, call) in self.requested else f"{call} ... waits")
             self.waited.add(cpu)
-        elif name == "lock.acquire":
+        elif name == LockAcquire.NAME:
             waited = cpu in self.waited
             self.waited.discard(cpu)
             if (cpu, call) not in self.requested:
@@ -221,7 +226,7 @@ class _Builder:
                 # (a lock actor's grant shows where the CPU resumes: its delivery)
                 self.add(step, cpu, f"... got {ev.get('lock')}")
             self.requested.discard((cpu, call))
-        elif name == "lock.release":
+        elif name == LockRelease.NAME:
             if (cpu, call) in self.released:
                 self.released.discard((cpu, call))
             else:
@@ -235,46 +240,46 @@ class _Builder:
             mark = "  (stale TLB)" if "stale" in verdict else "  (freed frame)"
             if "stale" in verdict and "freed" in verdict:
                 mark = "  (stale TLB, freed frame)"
-        if name == "syscall.begin":
+        if name == SyscallBegin.NAME:
             add(_syscall_call(ev))
             self.depth[cpu] = 1
-        elif name == "syscall.end":
+        elif name == SyscallEnd.NAME:
             add(f"return {ret_text(ev.get('ret'))}")
             self.depth[cpu] = 0
-        elif name == "fault.begin":
+        elif name == FaultBegin.NAME:
             add(f"do_page_fault({hex_addr(ev.get('vaddr', ev.get('addr')))})")
             self.depth[cpu] = self.depth.get(cpu, 0) + 1
-        elif name == "fault.retry":
+        elif name == FaultRetry.NAME:
             add(f"retry ({ev.get('reason', '?')})")
-        elif name == "fault.segv":
+        elif name == FaultSegv.NAME:
             add(f"SIGSEGV ({ev.get('reason', '?')})")
             self.depth[cpu] = max(0, self.depth.get(cpu, 0) - 1)
-        elif name == "fault.end":
+        elif name == FaultEnd.NAME:
             self.depth[cpu] = max(0, self.depth.get(cpu, 0) - 1)
-        elif name == "mem.load":
+        elif name == MemLoad.NAME:
             add(f"load {hex_addr(ev.get('vaddr', ev.get('addr')))} = {value_text(ev.get('value'))}{mark}")
-        elif name == "mem.store":
+        elif name == MemStore.NAME:
             add(f"store {hex_addr(ev.get('vaddr', ev.get('addr')))} = {value_text(ev.get('value'))}{mark}")
-        elif name == "tlb.flush":
+        elif name == TlbFlush.NAME:
             if ev.get("reason") == "ipi":
                 add("<IPI> flush_tlb", indent=False)
             else:
                 add("flush_tlb_range()")
-        elif name == "pte.zap":
+        elif name == PteZap.NAME:
             add("zap_pte_range()")
-        elif name == "pte.install":
+        elif name == PteInstall.NAME:
             add(f"set_pte_at(frame {ev.get('frame')})")
-        elif name == "pte.protect":
+        elif name == PteProtect.NAME:
             add(f"change_protection({ev.get('prot', '?')})")
-        elif name == "frame.alloc":
+        elif name == FrameAlloc.NAME:
             add(f"alloc_page() = frame {ev.get('frame')}")
-        elif name == "frame.free":
+        elif name == FrameFree.NAME:
             add(f"free_page(frame {ev.get('frame')})")
-        elif name == "vma.free":
+        elif name == VmaFree.NAME:
             add(f"vm_area_free({ev.get('vma')})")
         elif name.startswith("lock."):
             self._lock_event(cpu, ev)
-        elif name == "msg.send":
+        elif name == MsgSend.NAME:
             kind = ev.get("kind")
             if kind in _RWSEM_KINDS:
                 call = _RWSEM_KINDS[str(kind)]
@@ -284,7 +289,7 @@ class _Builder:
             elif kind == "call_rcu":
                 what = ev.get("vma", ev.get("arg"))
                 add(f"call_rcu({what if isinstance(what, str) else ''})")
-        elif name == "msg.recv":
+        elif name == MsgRecv.NAME:
             # The answer to this CPU's own request, after other CPUs ran: say where it
             # resumes. (IPIs and RCU's quiescent-state requests are not answers.)
             if (
@@ -299,9 +304,9 @@ class _Builder:
         cpu = self.serving.get(actor)
         if cpu is None:
             return
-        if name == "tree.store":
+        if name == TreeStore.NAME:
             self.add(step, cpu, f"mas_store({_tree_entry(ev)})")
-        elif name == "ipi.send":
+        elif name == IpiSend.NAME:
             target = f"cpu{ev.get('cpu')}"
             last = self.rows[-1] if self.rows else None
             prefix = "  " * self.depth.get(cpu, 0) + "IPI -> "
@@ -315,9 +320,9 @@ class _Builder:
                 last.text += f" {target}"
             else:
                 self.add(step, cpu, f"IPI -> {target}")
-        elif name == "vma.free":
+        elif name == VmaFree.NAME:
             self.add(step, cpu, f"[{actor}] vm_area_free({ev.get('vma')})")
-        elif name == "frame.free":
+        elif name == FrameFree.NAME:
             self.add(step, cpu, f"[{actor}] free_page(frame {ev.get('frame')})")
 
 

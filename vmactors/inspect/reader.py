@@ -21,6 +21,7 @@ import attrs
 import orjson
 
 from vmactors.errors import UsageError
+from vmactors.log.schema import RunStart
 
 #: The log format this reader understands (`run.start`'s `format`).
 FORMAT = 1
@@ -83,7 +84,7 @@ class LogReader:
             ev = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UsageError(f"{self.path}:1: not JSON (not a vmactors log)") from None
-        if not isinstance(ev, dict) or ev.get("event") != "run.start":
+        if not isinstance(ev, dict) or ev.get("event") != RunStart.NAME:
             raise UsageError(f"{self.path}: not a vmactors log (line 1 is not a run.start event)")
         fmt = ev.get("format")
         if fmt != FORMAT or isinstance(fmt, bool):

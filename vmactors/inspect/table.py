@@ -23,6 +23,7 @@ from rich.text import Text
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.labels import Event, details_text, range_text
 from vmactors.inspect.reader import Record
+from vmactors.log.schema import InvariantViolated, RunEnd, RunStart
 
 BATCH = 200  # rows per rich table on a terminal
 
@@ -36,7 +37,7 @@ COLUMNS: list[tuple[str, int | None, bool]] = [
     ("addr", 19, False),
     ("details", None, False),
 ]
-_STYLES = {"invariant.violated": "bold red", "run.start": "dim", "run.end": "bold"}
+_STYLES = {InvariantViolated.NAME: "bold red", RunStart.NAME: "dim", RunEnd.NAME: "bold"}
 
 
 def row_cells(ev: Event) -> list[str]:

@@ -30,6 +30,10 @@ from vmactors.inspect.causality import Messages
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.labels import Event, short_label, sort_actors
 from vmactors.inspect.reader import Record
+from vmactors.log.schema import (
+    InvariantViolated, IpiAck, IpiSend, LockAcquire, LockWait, MsgRecv, MsgSend, OpBegin, OpEnd, RcuQs,
+    RunEnd, RunStart, SyscallEnd, TlbFlush,
+)
 
 #: The widest a column grows; a longer cell goes on over more lines (a longer label ends in `~`).
 MAX_CELL = 22
@@ -39,12 +43,12 @@ LEGEND = "(| blocked on a lock or waiting for a reply; !! invariant violated; <k
 
 # Events an actor may log while it waits, without having stopped waiting: interrupts
 # (IPIs, RCU quiescent-state requests) are taken by a CPU blocked on a lock or a reply.
-_WHILE_BLOCKED = frozenset({"msg.recv", "msg.send", "ipi.ack", "rcu.qs", "lock.wait"})
+_WHILE_BLOCKED = frozenset({MsgRecv.NAME, MsgSend.NAME, IpiAck.NAME, RcuQs.NAME, LockWait.NAME})
 # Events a cell leaves out when the actor did something else in the step: the op is told
 # by its load, store or syscall; an IPI by its msg.* lines (logged in addition to them).
-_MINOR = frozenset({"op.begin", "op.end", "ipi.send", "ipi.ack"})
+_MINOR = frozenset({OpBegin.NAME, OpEnd.NAME, IpiSend.NAME, IpiAck.NAME})
 # A CPU whose op (or syscall) has ended waits for nothing it asked for during it.
-_ENDS = frozenset({"op.end", "syscall.end"})
+_ENDS = frozenset({OpEnd.NAME, SyscallEnd.NAME})
 
 
 @attrs.define
@@ -67,7 +71,7 @@ class Timeline:
 
 def _is_interrupt(ev: Event) -> bool:
     name = ev["event"]
-    return name in _WHILE_BLOCKED or (name == "tlb.flush" and ev.get("reason") == "ipi")
+    return name in _WHILE_BLOCKED or (name == TlbFlush.NAME and ev.get("reason") == "ipi")
 
 
 def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -> Timeline:
@@ -91,13 +95,13 @@ def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -
         step, actor, name = ev["step"], ev["actor"], ev["event"]
         # --- blocking, over every event ---
         messages.observe(ev)
-        if name == "msg.recv" and "msg_id" in ev:
+        if name == MsgRecv.NAME and "msg_id" in ev:
             request = messages.request_answered(ev["msg_id"], actor)
             if request is not None:
                 intervals.append((actor, request.step, step, False))
-        elif name == "lock.wait":
+        elif name == LockWait.NAME:
             lock_waits[(_waiter(ev), _lock_key(ev))] = step
-        elif name == "lock.acquire":
+        elif name == LockAcquire.NAME:
             started = lock_waits.pop((_waiter(ev), _lock_key(ev)), None)
             if started is not None:
                 intervals.append((_waiter(ev), started, step, True))
@@ -108,17 +112,17 @@ def build_timeline(records: Iterable[Record], filt: EventFilter | None = None) -
         if name in _ENDS:
             ends.setdefault(actor, []).append(step)
         # --- what is drawn ---
-        if name == "run.end":
+        if name == RunEnd.NAME:
             end = _end_text(ev)
-        if name != "run.start" and name != "run.end" and filt.in_steps(step):
+        if name != RunStart.NAME and name != RunEnd.NAME and filt.in_steps(step):
             if not steps or steps[-1] != step:
                 steps.append(step)
-        if not filt.matches(ev) or name == "run.start" or name == "run.end":
+        if not filt.matches(ev) or name == RunStart.NAME or name == RunEnd.NAME:
             continue
         row = rows.get(step)
         if row is None:
             row = rows[step] = Row(step)
-        if name == "invariant.violated" or actor == "sim":
+        if name == InvariantViolated.NAME or actor == "sim":
             row.notes.append(_note(ev))
             continue
         actors.add(actor)
@@ -173,7 +177,7 @@ def _lock_key(ev: Event) -> tuple[Any, Any]:
 
 
 def _note(ev: Event) -> str:
-    if ev["event"] == "invariant.violated":
+    if ev["event"] == InvariantViolated.NAME:
         detail = ev.get("detail")
         return f"!! {ev.get('invariant')}" + (f": {detail}" if detail else "")
     return short_label(ev)

@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -190,7 +192,7 @@ class FaultEnd(Event):
     cpu: int
     addr: int
     pages: int
-    vma: str | None = None
+    vma: str
 
 
 # --- locks ----------------------------------------------------------------------------------
@@ -351,7 +353,8 @@ class OpEnd(Event):
     thread: int
     index: int
     text: str
-    result: int | str | None = None
+    #: Always written, null when the op wrote no register.
+    result: int | str | None
 
 
 @attrs.frozen
@@ -511,6 +514,44 @@ def event_table() -> str:
     return "\n".join(lines)
 
 
+#: Keys typed `str` whose values are nevertheless one of a few (the `Literal` fields
+#: say theirs in their type).
+_VALUE_SETS: dict[str, tuple[str, ...]] = {"lock": LOCKS, "op": SYSCALLS, "outcome": OUTCOMES}
+_CHOICES: dict[type[Event], dict[str, tuple[Any, ...]]] = {}
+
+
+def _literal_args(tp: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _literal_args(args[0])
+    return None
+
+
+def choices(cls: type[Event]) -> dict[str, tuple[Any, ...]]:
+    """The keys of `cls` that take one of a few values, with those values, in log order:
+    its `Literal` fields, and `lock`, `op`, `outcome` (`LOCKS`, `SYSCALLS`, `OUTCOMES`).
+
+    >>> choices(TlbFlush)
+    {'reason': ('local', 'ipi')}
+    >>> choices(LockWait)
+    {'lock': ('mmap_sem', 'vma', 'rcu', 'refcount', 'fence'), 'mode': ('read', 'write')}
+    """
+    out = _CHOICES.get(cls)
+    if out is None:
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for k in key_order(cls):
+            values = _literal_args(hints[k]) or _VALUE_SETS.get(k)
+            if values is not None:
+                out[k] = values
+        _CHOICES[cls] = out
+    return out
+
+
 __all__ = ["FORMAT", "HEAD", "LINE_HEAD", "EVENTS", "EVENT_NAMES", "EVENT_CLASSES", "Event", "render_fields",
-           "key_order", "required_keys", "event_table", "MEMORY_EVENTS", "SINGLE_PAGE"] + [
+           "key_order", "required_keys", "choices", "event_table", "MEMORY_EVENTS", "SINGLE_PAGE", "KEEP_NONE",
+           "LOCKS", "MODES", "TREE_ENTRIES", "SYSCALLS", "OUTCOMES"] + [
     cls.__name__ for cls in EVENT_CLASSES]
