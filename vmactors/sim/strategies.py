@@ -69,15 +69,18 @@ class PctStrategy:
 
 
 class ReplayStrategy:
-    """Follows a recorded choice list; past its end, choice 0."""
+    """Follows a recorded choice list, one choice per scheduler decision (steps a test
+    took as a stand-in are not decisions); past its end, choice 0."""
 
     name = "replay"
 
     def __init__(self, choices: Sequence[int]) -> None:
         self._choices = list(choices)
+        self._made = 0
 
     def choose(self, steps: Sequence[Step], step_no: int) -> int:
-        i = step_no - 1
+        i = self._made
+        self._made += 1
         c = self._choices[i] if i < len(self._choices) else 0
         if c >= len(steps):
             raise ValueError(f"replay choice {c} at step {step_no} but only {len(steps)} steps are enabled")

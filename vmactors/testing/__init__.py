@@ -206,9 +206,11 @@ class WrappingReplay:
 
     def __init__(self, choices: Sequence[int]) -> None:
         self._choices = list(choices)
+        self._made = 0
 
     def choose(self, steps: Sequence[Step], step_no: int) -> int:
-        i = step_no - 1
+        i = self._made
+        self._made += 1
         c = self._choices[i] if i < len(self._choices) else 0
         return c % len(steps)
 
@@ -505,7 +507,7 @@ class VM:
     def __init__(self, path: str = "<inline>.toml", base: str | Path | None = None) -> None:
         self.path = path
         self.base = Path(base) if base is not None else None
-        self.runs: list[Result | Sim] = []
+        self.runs: list[Any] = []  # Result, Sim or Actors
 
     def scenario(self, source: str | Mapping[str, Any], path: str | None = None) -> Scenario:
         """A scenario from TOML text or from a dict (rendered to TOML, then parsed by
@@ -583,7 +585,7 @@ class VM:
             strat: Strategy = make("replay", 0)
         else:
             strat, _ = _strategy(strategy, seed, choices, False, depth)
-        return running(self._resolve(s), policy, stand_in, strat, seed, max_steps)
+        return running(self._resolve(s), policy, stand_in, strat, seed, max_steps, keep=self.runs)
 
     def start(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
               max_steps: int = DEFAULT_MAX_STEPS) -> Sim:
@@ -603,7 +605,9 @@ class VM:
         """How to replay every run of this test (the plugin prints it on failure)."""
         lines = []
         for r in self.runs:
-            if isinstance(r, Sim):
+            if not isinstance(r, (Sim, Result)):  # stand-in actors: not replayable by vm.run
+                lines.append(r.describe())
+            elif isinstance(r, Sim):
                 state = r.result.describe() if r.result is not None else (
                     f"{r.scenario.name} [{r.policy}, by hand]: stopped after {r.run.system.step} steps; "
                     f"regs {r.regs}; enabled {r.enabled()}")
