@@ -133,18 +133,26 @@ class TrioRuntime:
                 step = turn.step
                 if step.actor != me:
                     raise RoutingError(f"{me}'s task was granted {step.actor}'s step")
-                env = None
-                if step.src is not None:
-                    env = self._recv[(machine.slot[step.src], slot)].receive_nowait()
-                    if env.dst != me or env.src != step.src:
-                        raise RoutingError(f"{me} took {env.src} -> {env.dst}: {env.kind} from {step.src}'s channel")
-                    self.crossed.append((env.src.name, env.dst.name, env.kind))
+                env = None if step.src is None else self._take(step.src, slot)
                 out = machine.actor_step(slot, state, self.memory.world, env, step.choice, clock, turn.first_msg_id)
                 state, clock = out.state, out.end
                 self.memory.world = out.world
                 for e in out.sent:
                     self._send[(slot, machine.slot[e.dst])].send_nowait(e)
                 await self._reports_send.send(Report(slot, out, env, actor.own_steps(state), actor.rejects(state)))
+
+    def _take(self, src: ActorId, slot: int) -> Envelope:
+        """The oldest message on the channel from `src` to actor `slot`, checked to be
+        addressed from `src` to it."""
+        me = self.ids[slot]
+        try:
+            env = self._recv[(self.machine.slot[src], slot)].receive_nowait()
+        except trio.WouldBlock:
+            raise RoutingError(f"{me} was to take a message from {src}, but their channel is empty") from None
+        if env.dst != me or env.src != src:
+            raise RoutingError(f"{me} took {env.src} -> {env.dst}: {env.kind} from {src}'s channel")
+        self.crossed.append((env.src.name, env.dst.name, env.kind))
+        return env
 
     # --- the scheduler --------------------------------------------------------------------------
 
@@ -191,8 +199,7 @@ class TrioRuntime:
 
     def _stand_in_receives(self, run: Run, slot: int, step: Step) -> StepResult:
         assert step.src is not None, "a stand-in has no own steps"
-        env = self._recv[(self.machine.slot[step.src], slot)].receive_nowait()
-        self.crossed.append((env.src.name, env.dst.name, env.kind))
+        env = self._take(step.src, slot)
         self.stand_in_inbox.append(env)
         clock = run.system.clocks[slot]
         start = max(clock, env.sent_at)
