@@ -1,26 +1,74 @@
-"""The `vmactors` command line (DESIGN §7). Thin: parse, call the library, print.
+"""The `vmactors` command line (docs/design.md#commands). Thin: parse, call the
+library, print.
 
-Exit status: 2 on bad input or usage for every command; see each command's help.
+Each command is one `add_NAME(subparsers)` function that declares its options (every
+one with a help text that states its default) and points at its `cmd_NAME(args)`;
+`COMMANDS` lists them in the order `--help` shows them. To add a command, write the
+pair and append the adder to `COMMANDS`.
+
+Exit status: 2 on bad input or usage for every command (one line on stderr, never
+argparse's usage block); see each command's help for the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
-
+from typing import IO, Any
 
 from .errors import UsageError
+from .library import did_you_mean
 from .policies import ABLATIONS, MAIN_POLICIES, POLICY_NAMES
+from .version import __version__
+
+DEFAULT_MAX_STEPS = 100_000
+DEFAULT_MAX_STATES = 200_000
+DEFAULT_SAVE = "vmactors-runs"
+STRATEGIES = ("random", "pct", "exhaustive")
+
+
+# --- parsing: one-line errors, with "did you mean" ---------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), with the
+    closest valid word where one is close."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse's own exit status for usage errors is already 2; keep it one line.
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        message = _suggest(message, self)
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)")
+
+
+def _suggest(message: str, parser: argparse.ArgumentParser) -> str:
+    m = _INVALID_CHOICE.search(message)
+    if m:
+        choices = re.findall(r"'([^']*)'", m.group("choices"))
+        return message + did_you_mean(m.group("word"), choices)
+    if message.startswith("unrecognized arguments: "):
+        # The top-level parser reports what a sub-command did not take: offer every option.
+        parsers = [parser] + [p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                              for p in a.choices.values()]
+        options = sorted({o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")})
+        hints = [did_you_mean(w.split("=", 1)[0], options) for w in message.split(": ", 1)[1].split()
+                 if w.startswith("-")]
+        return message + next((h for h in hints if h), "")
+    return message
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Examples and descriptions as written; option help wrapped as usual."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
 
 
 def _int(text: str) -> int:
@@ -39,35 +87,223 @@ def _positive(text: str) -> int:
 
 def _policy(text: str) -> str:
     if text not in POLICY_NAMES:
-        raise argparse.ArgumentTypeError(f"unknown policy {text!r} (known: {', '.join(POLICY_NAMES)})")
+        raise argparse.ArgumentTypeError(f"unknown policy {text!r}{did_you_mean(text, POLICY_NAMES)} "
+                                         f"(`vmactors policies` lists them)")
     return text
+
+
+def _choice_list(text: str) -> tuple[int, ...]:
+    words = [w for w in re.split(r"[,\s]+", text.strip().strip("[]")) if w]
+    try:
+        out = tuple(int(w, 10) for w in words)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of choices: {text!r}") from None
+    if any(c < 0 for c in out):
+        raise argparse.ArgumentTypeError(f"choices are non-negative: {text!r}")
+    return out
+
+
+def _sub(sub: Any, name: str, help: str, epilog: str, description: str | None = None) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help[:1].upper() + help[1:],
+                                                epilog=epilog, formatter_class=_Help)
+    return p
+
+
+def _scenario_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="SCENARIO",
+                   help="a scenario file, or the name of a library scenario (`mapfixed-two-readers`)")
 
 
 def _runtime_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=("trio", "direct"), default="trio",
-                   help="trio: one Trio task per actor, messages over Trio channels (default); "
-                        "direct: the pure step relation in a loop (faster, the same log)")
+                   help="trio: one Trio task per actor, messages over Trio channels; direct: the pure step "
+                        "relation in a loop (faster, the same log) (default: %(default)s)")
+
+
+def _max_steps_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=_positive, default=DEFAULT_MAX_STEPS, metavar="N",
+                   help="a run that reaches N steps ends as `step-limit` (default: %(default)s)")
+
+
+def _max_states_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-states", type=_positive, default=DEFAULT_MAX_STATES, metavar="N",
+                   help="stop an exhaustive exploration after N distinct states; it is then reported "
+                        "incomplete (default: %(default)s)")
+
+
+# --- the commands, in the order --help lists them ----------------------------------------
 
 
 RUN_EPILOG = """examples:
-  vmactors run scenarios/mapfixed-two-readers.toml --policy wilcox --seed 3
+  vmactors run mapfixed-two-readers --policy wilcox --seed 3
   vmactors run scenarios/munmap-concurrent-fault.toml --log run.jsonl
+  vmactors run mapfixed-two-readers --policy wilcox --choices 0,0,2,1
 exit status: 0 clean run; 1 an invariant was violated, deadlock or step limit; 2 bad input"""
 
+
+def add_run(sub: Any) -> None:
+    p = _sub(sub, "run", "one run: final registers, exists, invariant verdicts", RUN_EPILOG,
+             "One run of a scenario under a policy, chosen by a seeded random scheduler or by a "
+             "choice list. Prints the policy and seed, the final registers, the `exists` verdict, the "
+             "invariants violated, and the command that replays the run.")
+    _scenario_argument(p)
+    p.add_argument("--policy", type=_policy, default="mmap_sem", metavar="P",
+                   help="the locking design (`vmactors policies` lists them) (default: %(default)s)")
+    p.add_argument("--seed", type=_int, default=0, metavar="N",
+                   help="seed of the random scheduler (default: %(default)s)")
+    p.add_argument("--choices", type=_choice_list, metavar="LIST",
+                   help="run this choice list instead (`2,0,1`: the index of the step taken at each "
+                        "scheduler decision among those enabled; after its end, choice 0); replaces --seed "
+                        "(default: none)")
+    p.add_argument("--log", metavar="FILE", help="write the run's JSON Lines log to FILE (default: no log)")
+    _max_steps_option(p)
+    _runtime_option(p)
+    p.set_defaults(func=cmd_run)
+
+
 EXPLORE_EPILOG = """examples:
-  vmactors explore scenarios/mapfixed-two-readers.toml --all-policies
+  vmactors explore mapfixed-two-readers --all-policies
   vmactors explore scenarios/mapfixed-two-readers.toml --policy wilcox --json
   vmactors explore big.toml --strategy pct --runs 5000 --depth 3 --jobs 2
 exit status: 0 when it finished, whatever it found; 1 if interrupted; 2 bad input"""
+
+
+def add_explore(sub: Any) -> None:
+    p = _sub(sub, "explore", "every (or sampled) interleaving: outcome table, violations, counterexamples",
+             EXPLORE_EPILOG,
+             "Explore a scenario's interleavings under one or more policies: a herd7-style table of final "
+             "states with counts, the `exists` verdict, each violated invariant with its shortest "
+             "counterexample (the run that violates it at the earliest step) saved as a replay file and "
+             "drawn as a race chart.")
+    _scenario_argument(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P",
+                   help="a policy to explore under; repeat for several (default: mmap_sem)")
+    g.add_argument("--all-policies", action="store_true",
+                   help=f"explore under the four main policies, {', '.join(MAIN_POLICIES)}, and compare them "
+                        f"(default: only the --policy ones)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="exhaustive",
+                   help="exhaustive: every interleaving (a stateful search); random or pct: sample --runs "
+                        "runs (default: %(default)s)")
+    p.add_argument("--runs", type=_positive, metavar="N",
+                   help="how many runs random and pct sample (default: 1000)")
+    p.add_argument("--seed", type=_int, metavar="N", help="seed of random and pct sampling (default: 0)")
+    p.add_argument("--depth", type=_positive, metavar="D",
+                   help="pct's bug depth: D-1 priority change points per run (default: 3)")
+    _max_states_option(p)
+    _max_steps_option(p)
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="worker processes: policies (exhaustive) or batches of runs (sampling) in parallel "
+                        "(default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of the table: one object for one policy, a list for several "
+                        "(default: the table)")
+    p.add_argument("--save", metavar="DIR", default=DEFAULT_SAVE,
+                   help="where counterexamples are saved, one replay file per scenario, policy and "
+                        "invariant, keeping the shortest (default: %(default)s)")
+    p.add_argument("--no-trace", action="store_true",
+                   help="do not draw the race chart of each shortest counterexample (default: draw it)")
+    p.set_defaults(func=cmd_explore)
+
 
 REPLAY_EPILOG = """examples:
   vmactors replay vmactors-runs/mapfixed-two-readers.wilcox.coherence.json --log cx.jsonl
 exit status as for `run`; a scenario changed since the replay was saved is refused (2) unless --force"""
 
+
+def add_replay(sub: Any) -> None:
+    p = _sub(sub, "replay", "re-run a saved run exactly", REPLAY_EPILOG,
+             "Re-run a saved run (a replay file that explore or check wrote) exactly: the same log every "
+             "time, from any directory. The scenario is saved in the replay file; if the scenario file it "
+             "names is there and has changed since, the replay is refused unless --force.")
+    p.add_argument("file", metavar="FILE", help="a replay file, as `explore` and `check` save them")
+    p.add_argument("--log", metavar="FILE", help="write the run's JSON Lines log to FILE (default: no log)")
+    p.add_argument("--force", action="store_true",
+                   help="replay even though the scenario changed since the run was saved: the scenario file "
+                        "as it is now (default: refuse)")
+    _runtime_option(p)
+    p.set_defaults(func=cmd_replay)
+
+
 CHECK_EPILOG = """examples:
-  vmactors check                 # every scenarios/*.toml
+  vmactors check                 # every scenarios/*.toml (or the installed library)
   vmactors check scenarios/mapfixed-two-readers.toml
+  vmactors check scenarios/ --junit check.xml
 exit status: 0 all as expected; 1 a mismatch or an incomplete exploration; 2 bad input"""
+
+
+def add_check(sub: Any) -> None:
+    p = _sub(sub, "check", "check scenarios' [expect] tables by exhaustive exploration", CHECK_EPILOG,
+             "Explore every scenario under every policy its [expect] table names and compare the `exists` "
+             "verdict and the set of violated invariants; a result that was not expected gets a replay "
+             "file. Expected violations are not failures.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="scenario files, folders of them, or library scenario names (default: scenarios/, "
+                        "or the installed library where there is no scenarios/ folder)")
+    _max_states_option(p)
+    p.add_argument("--save", metavar="DIR", default=DEFAULT_SAVE,
+                   help="where replay files of unexpected results go (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text (default: text)")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write a JUnit XML report to FILE: one test case per scenario x policy "
+                        "(default: none)")
+    p.set_defaults(func=cmd_check)
+
+
+def add_inspect(sub: Any) -> None:
+    from .inspect.command import register
+
+    register(sub)
+
+
+MATRIX_EPILOG = """examples:
+  vmactors matrix                       # every scenarios/*.toml under the four main policies
+  vmactors matrix scenarios/ --markdown --jobs 2
+  vmactors matrix scenarios/munmap-zero-entry.toml --policy wilcox --policy wilcox-no-zero"""
+
+
+def add_matrix(sub: Any) -> None:
+    p = _sub(sub, "matrix", "scenario x policy table of exists verdicts and violated invariants", MATRIX_EPILOG,
+             "The scenario x policy table: each cell is the exhaustive `exists` verdict and the "
+             "invariants violated, e.g. `sometimes; coherence`.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="scenario files, folders of them, or library scenario names (default: scenarios/, "
+                        "or the installed library where there is no scenarios/ folder)")
+    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P",
+                   help=f"a column; repeat for several (default: {', '.join(MAIN_POLICIES)})")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (default: plain text)")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="worker processes (default: %(default)s)")
+    _max_states_option(p)
+    p.set_defaults(func=cmd_matrix)
+
+
+POLICIES_EPILOG = """examples:
+  vmactors policies                 # one line per policy and ablation
+  vmactors policies --protocols     # each policy's fault and syscall protocols, step by step
+  vmactors policies --markdown      # the same as Markdown tables, as in docs/policies/
+  vmactors policies --protocols --policy wilcox-early-return
+the rules of each design: docs/design.md#policies"""
+
+
+def add_policies(sub: Any) -> None:
+    p = _sub(sub, "policies", "each policy and ablation with what it models", POLICIES_EPILOG)
+    p.add_argument("--protocols", action="store_true",
+                   help="also print each policy's protocols: every step, the steps it may hand over to, the "
+                        "messages it sends and the shared objects it touches (the tables the code dispatches "
+                        "on) (default: the list only)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print only the protocol tables, as Markdown (as docs/policies/*.md embed them) "
+                        "(default: text)")
+    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P",
+                   help=f"a policy whose protocols to print; repeat for several (default: "
+                        f"{', '.join(MAIN_POLICIES)})")
+    p.set_defaults(func=cmd_policies)
+
+
+#: The sub-commands, in the order `vmactors --help` lists them.
+COMMANDS: list[Callable[[Any], None]] = [add_run, add_explore, add_replay, add_check, add_inspect, add_matrix,
+                                         add_policies]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,86 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Linux mmap_sem-splitting designs (mmap_sem, wilcox, glisse, pervma) on small "
         "scenarios, explore their interleavings, and see which outcomes and invariant violations each allows.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="run `vmactors COMMAND --help` for a command's options and examples",
+        epilog="run `vmactors COMMAND --help` for a command's options and examples; the model and its rules: "
+               "docs/design.md",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("run", help="one run: final registers, exists, invariant verdicts",
-                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", metavar="SCENARIO")
-    p.add_argument("--policy", type=_policy, default="mmap_sem")
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--log", metavar="FILE")
-    p.add_argument("--max-steps", type=_positive, default=100_000)
-    _runtime_option(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("explore", help="every (or sampled) interleaving: outcome table, violations, counterexamples",
-                       epilog=EXPLORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", metavar="SCENARIO")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P")
-    g.add_argument("--all-policies", action="store_true")
-    p.add_argument("--strategy", choices=("random", "pct", "exhaustive"), default="exhaustive")
-    p.add_argument("--runs", type=_positive, default=1000)
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--depth", type=_positive, default=3)
-    p.add_argument("--max-states", type=_positive, default=200_000)
-    p.add_argument("--max-steps", type=_positive, default=100_000)
-    p.add_argument("--jobs", type=_positive, default=1)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--save", metavar="DIR", default="vmactors-runs")
-    p.set_defaults(func=cmd_explore)
-
-    p = sub.add_parser("replay", help="re-run a saved run exactly",
-                       epilog=REPLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--log", metavar="FILE")
-    p.add_argument("--force", action="store_true")
-    _runtime_option(p)
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("check", help="check scenarios' [expect] tables by exhaustive exploration",
-                       epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="*", metavar="PATH", default=["scenarios"])
-    p.add_argument("--max-states", type=_positive, default=200_000)
-    p.set_defaults(func=cmd_check)
-
-    try:
-        from .inspect.command import register
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register(sub)
-
-    p = sub.add_parser("matrix", help="scenario x policy table of exists verdicts and violated invariants",
-                       epilog="""examples:
-  vmactors matrix                       # every scenarios/*.toml under the four main policies
-  vmactors matrix scenarios/ --markdown --jobs 2
-  vmactors matrix scenarios/munmap-zero-entry.toml --policy wilcox --policy wilcox-no-zero""",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="*", metavar="PATH", default=["scenarios"])
-    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P")
-    p.add_argument("--markdown", action="store_true")
-    p.add_argument("--jobs", type=_positive, default=1)
-    p.add_argument("--max-states", type=_positive, default=200_000)
-    p.set_defaults(func=cmd_matrix)
-
-    p = sub.add_parser("policies", help="each policy and ablation with what it models",
-                       epilog="""examples:
-  vmactors policies                 # one line per policy and ablation
-  vmactors policies --protocols     # each policy's fault and syscall protocols, step by step
-  vmactors policies --markdown      # the same as Markdown tables, as in docs/policies/
-  vmactors policies --protocols --policy wilcox-early-return""",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocols", action="store_true",
-                   help="also print each policy's protocols: every step, the steps it may hand over to, the "
-                        "messages it sends and the shared objects it touches (the tables the code dispatches on)")
-    p.add_argument("--markdown", action="store_true",
-                   help="print only the protocol tables, as Markdown (as docs/policies/*.md embed them)")
-    p.add_argument("--policy", type=_policy, action="append", dest="policies", metavar="P",
-                   help="the policies whose protocols to print (repeatable; default: the four main ones)")
-    p.set_defaults(func=cmd_policies)
+    parser.add_argument("--version", action="version", version=f"vmactors {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -172,33 +335,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(status)
 
 
-# --- commands ---------------------------------------------------------------------
+# --- helpers ----------------------------------------------------------------------------
 
 
-def _write_log_atomically(path: str | None):  # type: ignore[no-untyped-def]
+def warn(command: str, message: str) -> None:
+    print(f"vmactors {command}: warning: {message}", file=sys.stderr)
+
+
+def load(arg: str):  # type: ignore[no-untyped-def]
+    """A scenario from a path or a library name."""
+    from .library import resolve
+    from .scenario.parse import load_scenario
+
+    return load_scenario(resolve(arg))
+
+
+@contextmanager
+def _write_log_atomically(path: str | None) -> Iterator[IO[bytes] | None]:
     """A log file that appears only if the run completes (nothing written on error)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def cm():  # type: ignore[no-untyped-def]
-        if path is None:
-            yield None
-            return
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            f = open(tmp, "wb")
-        except OSError as e:
-            raise UsageError(f"cannot write log {path}: {e.strerror}") from None
-        try:
-            with f:
-                yield f
-            tmp.replace(target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-
-    return cm()
+    if path is None:
+        yield None
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        f = open(tmp, "wb")
+    except OSError as e:
+        raise UsageError(f"cannot write log {path}: {e.strerror}") from None
+    try:
+        with f:
+            yield f
+        tmp.replace(target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _print_run(result, scenario) -> None:  # type: ignore[no-untyped-def]
@@ -220,58 +390,112 @@ def _print_run(result, scenario) -> None:  # type: ignore[no-untyped-def]
 
 
 def _run(runtime: str, scenario, policy, strategy, seed, log, max_steps):  # type: ignore[no-untyped-def]
-    """One run with the chosen runtime: Trio tasks (the default) or the direct driver."""
+    """One run with the chosen runtime: Trio tasks (the default) or the direct driver.
+    A choice list that does not fit the run is a `ValueError` from either."""
     if runtime == "direct":
         from .sim.run import Run
 
         return Run(scenario, policy, strategy, seed, log, max_steps).run()
     from .sim.trio_runtime import run_with_trio
 
-    return run_with_trio(scenario, policy, strategy, seed, log, max_steps)
+    try:
+        return run_with_trio(scenario, policy, strategy, seed, log, max_steps)
+    except BaseExceptionGroup as group:  # Trio's nursery wraps what a task raised
+        bad = _leaf(group, ValueError)
+        if bad is None:
+            raise
+        raise bad from None
+
+
+def _leaf(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _leaf(exc, kind)
+            if found is not None:
+                return found
+        elif isinstance(exc, kind):
+            return exc
+    return None
+
+
+def _choices_text(choices: Sequence[int]) -> str:
+    return ",".join(map(str, choices)) if choices else "0"
+
+
+# --- the commands' bodies ------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .scenario.parse import load_scenario
     from .sim.strategies import make
 
-    scenario = load_scenario(args.scenario)
+    scenario = load(args.scenario)
+    if args.choices is not None:
+        strategy = make("replay", 0, choices=args.choices)
+        how = f"choices {_choices_text(args.choices)}"
+        again = f"--choices {_choices_text(args.choices)}"
+    else:
+        strategy = make("random", args.seed)
+        how, again = f"seed {args.seed}", f"--seed {args.seed}"
+    max_steps = max(args.max_steps, len(args.choices or ()))
     with _write_log_atomically(args.log) as log:
-        result = _run(args.runtime, scenario, args.policy, make("random", args.seed), args.seed, log, args.max_steps)
+        try:
+            result = _run(args.runtime, scenario, args.policy, strategy, 0 if args.choices is not None else args.seed,
+                          log, max_steps)
+        except ValueError as e:  # a choice out of range
+            raise UsageError(f"--choices: {e}") from None
+    print(f"policy {args.policy}, {how}")
     _print_run(result, scenario)
+    print(f"replay: vmactors run {shlex.quote(args.scenario)} --policy {args.policy} {again}")
     return 0 if result.outcome == "ok" else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from .explore.replay_file import read_replay
-    from .scenario.parse import load_scenario
     from .sim.strategies import make
 
-    doc = read_replay(args.file)
-    if not doc["sha_ok"] and not args.force:
-        raise UsageError(f"{args.file}: scenario {doc['scenario']} changed since this run was saved "
-                         f"(sha256 differs); use --force to replay it anyway")
-    scenario = load_scenario(doc["scenario"])
-    if doc["policy"] not in POLICY_NAMES:
-        raise UsageError(f"{args.file}: unknown policy {doc['policy']!r}")
-    max_steps = max(100_000, len(doc["choices"]))
+    replay = read_replay(args.file, force=args.force)
+    if replay.policy not in POLICY_NAMES:
+        raise UsageError(f"{args.file}: unknown policy {replay.policy!r}{did_you_mean(replay.policy, POLICY_NAMES)}")
+    if replay.changed:
+        warn("replay", f"{replay.changed}: the run may differ from the one saved")
+    max_steps = max(DEFAULT_MAX_STEPS, len(replay.choices))
     with _write_log_atomically(args.log) as log:
         try:
-            result = _run(args.runtime, scenario, doc["policy"], make("replay", 0, choices=doc["choices"]), 0, log,
-                          max_steps)
+            result = _run(args.runtime, replay.scenario, replay.policy, make("replay", 0, choices=replay.choices), 0,
+                          log, max_steps)
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
-    _print_run(result, scenario)
+    what = replay.doc.get("invariant")
+    at = replay.doc.get("violated_at_step", replay.doc.get("steps"))
+    saved = f"; saved for {what}" + (f", violated at step {at}" if isinstance(at, int) else "") if what else ""
+    print(f"policy {replay.policy}, choices {_choices_text(replay.choices)}{saved}")
+    _print_run(result, replay.scenario)
     return 0 if result.outcome == "ok" else 1
+
+
+_EXPLORE_DEFAULTS = {"runs": 1000, "seed": 0, "depth": 3}
+#: Options each strategy does not use, with why.
+_IGNORED = {
+    "exhaustive": {"runs": "it explores every interleaving", "seed": "it makes no random choice",
+                   "depth": "--depth is pct's"},
+    "random": {"depth": "--depth is pct's", "max_states": "--max-states bounds exhaustive exploration"},
+    "pct": {"max_states": "--max-states bounds exhaustive exploration"},
+}
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from .explore.results import render_table
     from .explore.runner import ExploreOptions, explore, stderr_is_tty
-    from .scenario.parse import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load(args.scenario)
+    for option, why in _IGNORED[args.strategy].items():
+        given = getattr(args, option) is not None if option in _EXPLORE_DEFAULTS else \
+            args.max_states != DEFAULT_MAX_STATES
+        if given:
+            warn("explore", f"--{option.replace('_', '-')} is ignored by the {args.strategy} strategy ({why})")
+    values = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in _EXPLORE_DEFAULTS.items()}
     policies = list(MAIN_POLICIES) if args.all_policies else (args.policies or ["mmap_sem"])
-    opts = ExploreOptions(strategy=args.strategy, runs=args.runs, seed=args.seed, depth=args.depth,
+    opts = ExploreOptions(strategy=args.strategy, runs=values["runs"], seed=values["seed"], depth=values["depth"],
                           max_states=args.max_states, max_steps=args.max_steps, jobs=args.jobs,
                           save=Path(args.save), progress=stderr_is_tty())
     explorations, interrupted = explore(scenario, policies, opts)
@@ -281,11 +505,24 @@ def cmd_explore(args: argparse.Namespace) -> int:
         # The standard json module: interleaving counts are exact and may exceed 64 bits.
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        print("\n\n".join(render_table(e) for e in explorations))
+        tables = []
+        for e in explorations:
+            traces = None if args.no_trace else _traces(e, args.max_steps)
+            tables.append(render_table(e, traces))
+        print("\n\n".join(tables))
         if len(explorations) > 1:
             print()
             print(comparison(explorations))
     return 1 if interrupted else 0
+
+
+def _traces(e, max_steps: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The race chart of each finding's shortest counterexample: the run its replay
+    file replays (to the violating step, then choice 0 to the end), so the chart
+    shows what the violation led to (the stale load after a coherence violation)."""
+    from .counterexample import race_chart
+
+    return {f.invariant: race_chart(e.scenario, e.policy, f.choices, max_steps=max_steps) for f in e.findings}
 
 
 def comparison(explorations) -> str:  # type: ignore[no-untyped-def]
@@ -298,21 +535,44 @@ def comparison(explorations) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .explore.check import check
+    from .explore import check
 
-    return check(args.paths, sys.stdout, max_states=args.max_states)
+    paths = check.default_paths(args.paths)
+    if args.junit is not None and not Path(args.junit).resolve().parent.is_dir():
+        raise UsageError(f"--junit: cannot write {args.junit}: no such directory")
+    seen: set[int] = set()
+
+    def stream(r: check.CaseResult) -> None:
+        first = id(r.scenario) not in seen
+        seen.add(id(r.scenario))
+        print(check.render_result(r, first), flush=True)
+
+    def skip(s: Any) -> None:
+        print(f"{s.path}: no [expect] table, skipped", flush=True)
+
+    quiet = args.json
+    report = check.run_checks(paths, max_states=args.max_states, save=Path(args.save),
+                              on_result=None if quiet else stream, on_skip=None if quiet else skip)
+    if args.json:
+        sys.stdout.write(json.dumps(check.to_json(report), indent=2) + "\n")
+    else:
+        print(check.closing_line(report))
+    if args.junit is not None:
+        Path(args.junit).write_bytes(check.to_junit(report))
+    return report.status
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .explore.check import scenario_files
+    from .explore.check import default_paths, scenario_files
     from .explore.matrix import matrix
     from .explore.runner import ProgressBar, stderr_is_tty
 
+    paths = default_paths(args.paths)
     policies = args.policies or list(MAIN_POLICIES)
-    cells = len(scenario_files(args.paths)) * len(policies)
+    cells = len(scenario_files(paths)) * len(policies)
     with ProgressBar(stderr_is_tty()) as bar:
         advance = bar.task("scenario x policy", cells)
-        table = matrix(args.paths, policies, jobs=args.jobs, markdown=args.markdown, max_states=args.max_states,
+        table = matrix(paths, policies, jobs=args.jobs, markdown=args.markdown, max_states=args.max_states,
                        progress=lambda: advance(advance=1))
     print(table)
     return 0
@@ -326,12 +586,18 @@ def cmd_policies(args: argparse.Namespace) -> int:
     if args.markdown:  # the tables only, as docs/policies/*.md embed them
         print("\n\n".join(protocol_tables(name, POLICIES[name].protocol, markdown=True) for name in chosen))
         return 0
+    others = [n for n in POLICY_NAMES if n not in MAIN_POLICIES and n not in ABLATIONS]
     print("policies:")
     for name in MAIN_POLICIES:
         print(f"  {name:<28} {POLICIES[name].summary}")
+    if others:
+        print("other designs:")
+        for name in others:
+            print(f"  {name:<28} {POLICIES[name].summary}")
     print("ablations (each removes one safeguard):")
     for name in ABLATIONS:
         print(f"  {name:<28} {POLICIES[name].summary}")
+    print("(their rules: docs/design.md#policies and #ablations; each protocol step by step: --protocols)")
     if args.protocols:
         for name in chosen:
             print()

@@ -246,7 +246,11 @@ def test_rich_table_on_a_terminal(munmap_log):
         (["--from-step", "1.5"], "--from-step: '1.5' is not a non-negative integer"),
         (["--to-step", ""], "--to-step: '' is not a non-negative integer"),
         (["--addr", "0xzz"], "--addr: '0xzz' is not an address (decimal or 0x hex)"),
-        (["--addr", "A"], "--addr: 'A' is not an address (decimal or 0x hex)"),
+        (["--addr", "A"], "--addr: 'A' is neither an address (decimal or 0x hex) nor a map label of this run "
+                          "(its maps: none)"),
+        (["--event", "tlb.fil"], "--event: unknown event 'tlb.fil'; did you mean 'tlb.fill' or 'tlb.flush'? "
+                                 "(docs/log-schema.md lists them)"),
+        (["--event", "tlx.*"], "--event: 'tlx.*' matches no event name (docs/log-schema.md lists them)"),
         (["--history", "0x"], "--history: '0x' is not an address (decimal or 0x hex)"),
         (["--from-step", "9", "--to-step", "3"], "--from-step 9 is after --to-step 3"),
         (["--table", "--timeline"], "--table and --timeline cannot be combined: choose one view"),

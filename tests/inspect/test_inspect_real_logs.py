@@ -65,3 +65,17 @@ def test_every_view_reads_a_real_log(inspect, real_log):
     assert "http" not in html
     chart = inspect.ok(real_log, "--diagram", "ascii")
     assert chart.isascii() and chart.startswith("CPU ")
+
+
+def test_addresses_may_be_map_labels(inspect, real_log):
+    """`--addr A`, `--addr A+8` and `--history A` mean the address of map A, as the
+    scenario names it; a label the run does not have is one line naming its maps."""
+    evs = events(real_log)
+    a = next(e["addr"] for e in evs if e["event"] == "tree.store" and e.get("vma") == "A")
+    assert inspect.ok(real_log, "--addr", "A") == inspect.ok(real_log, "--addr", hex(a))
+    assert inspect.ok(real_log, "--addr", "A+0x8", "--table") == inspect.ok(real_log, "--addr", hex(a + 8), "--table")
+    assert inspect.ok(real_log, "--history", "A") == inspect.ok(real_log, "--history", hex(a))
+    status, out, err = inspect(real_log, "--addr", "AA")
+    assert (status, out) == (2, "")
+    assert err == ("--addr: 'AA' is neither an address (decimal or 0x hex) nor a map label of this run; "
+                   "did you mean 'A'? (its maps: A, F)\n")

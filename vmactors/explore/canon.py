@@ -1,4 +1,4 @@
-"""The canonical state key (DESIGN §3): the whole system without history counters
+"""The canonical state key (docs/design.md#exploring): the whole system without history counters
 (steps, virtual time, message ids, tree versions, grace-period numbers) and with
 frame ids renamed in order of first appearance in a fixed traversal, so equal
 situations reached by different paths merge.

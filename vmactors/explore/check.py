@@ -1,14 +1,46 @@
-"""`vmactors check`: every scenario's `[expect]` table against exhaustive exploration."""
+"""`vmactors check`: every scenario's `[expect]` table against exhaustive exploration.
+
+`run_checks` explores each (scenario, policy) pair an `[expect]` table names and
+compares; a result that was not expected gets its counterexample saved as a replay
+file (an unexpected violation: its shortest run; an `exists` verdict of `sometimes`
+where `never` or `always` was expected: a run that ends in a state that contradicts
+it). The report renders as text (`render_text`), as JSON (`to_json`) and as JUnit
+XML (`to_junit`: one test case per scenario x policy) for CI systems.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable
+from xml.etree import ElementTree as ET
+
+import attrs
 
 from ..errors import UsageError
+from ..library import library_dir
+from ..scenario.model import Expectation, Scenario
 from ..scenario.parse import load_scenario
-from ..scenario.model import Scenario
 from .exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
+from .replay_file import save_counterexample
+from .results import Exploration
+from .runner import _show, save_findings
+
+#: The default of `check` and `matrix`: the library folder of the working directory.
+DEFAULT_PATH = "scenarios"
+
+
+def default_paths(paths: list[str]) -> list[str]:
+    """`paths`, or the default: `scenarios/` where the working directory has one, else
+    the scenario library installed with vmactors."""
+    if paths:
+        return paths
+    if Path(DEFAULT_PATH).is_dir():
+        return [DEFAULT_PATH]
+    folder = library_dir()
+    if folder is None:
+        raise UsageError(f"{DEFAULT_PATH}: no such directory, and no scenario library is installed")
+    return [str(folder)]
 
 
 def scenario_files(paths: list[str]) -> list[Path]:
@@ -20,48 +52,239 @@ def scenario_files(paths: list[str]) -> list[Path]:
         elif path.exists():
             out.append(path)
         else:
-            raise UsageError(f"{p}: no such file or directory")
+            from ..library import resolve
+
+            out.append(resolve(p))  # a library scenario's name, or a UsageError
     return out
 
 
-def check(paths: list[str], out: TextIO, max_states: int = DEFAULT_MAX_STATES,
-          progress: Callable[[str], None] | None = None) -> int:
-    """Check every scenario under `paths`; returns the exit status (0 or 1)."""
+@attrs.frozen
+class CaseResult:
+    """One (scenario, policy) pair of an `[expect]` table, explored and compared."""
+
+    scenario: Scenario
+    policy: str
+    want: Expectation
+    exploration: Exploration
+    problems: tuple[str, ...]
+    #: Replay files of what was not expected: invariant (or `exists`) -> path.
+    replays: tuple[tuple[str, str], ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def violations(self) -> list[str]:
+        return sorted(f.invariant for f in self.exploration.findings)
+
+    def summary(self) -> str:
+        e = self.exploration
+        return (f"{e.exists or '-'}; violations [{', '.join(self.violations)}]; "
+                f"{e.runs:,} interleavings, {e.distinct_states:,} states")
+
+
+@attrs.frozen
+class CheckReport:
+    results: tuple[CaseResult, ...]
+    #: Scenario files without an `[expect]` table.
+    skipped: tuple[Scenario, ...]
+    #: Every scenario, in the order checked (with and without `[expect]`).
+    scenarios: tuple[Scenario, ...] = ()
+
+    @property
+    def failures(self) -> int:
+        return sum(not r.ok for r in self.results)
+
+    @property
+    def status(self) -> int:
+        return 1 if self.failures else 0
+
+
+def compare(want: Expectation, e: Exploration) -> list[str]:
+    """What differs between an `[expect]` entry and an exploration, in words."""
+    got_v = frozenset(f.invariant for f in e.findings)
+    problems = []
+    if not e.complete:
+        problems.append(f"exploration incomplete: {e.cut}")
+    if want.exists is not None and e.exists != want.exists:
+        problems.append(f"exists: expected {want.exists}, got {e.exists}")
+    if got_v != want.violations:
+        extra = sorted(got_v - want.violations)
+        missing = sorted(want.violations - got_v)
+        diff = ", ".join([f"+{x}" for x in extra] + [f"-{x}" for x in missing])
+        problems.append(f"violations: expected [{', '.join(sorted(want.violations))}], "
+                        f"got [{', '.join(sorted(got_v))}] ({diff})")
+    return problems
+
+
+def save_unexpected(want: Expectation, e: Exploration, witnesses: dict[str, tuple[int, ...]],
+                    folder: Path) -> tuple[tuple[str, str], ...]:
+    """Save replay files for what `want` did not expect: each unexpected violation's
+    shortest run, and for an `exists` of `sometimes` against `never` (`always`) a run
+    that ends where `exists` holds (fails)."""
+    saved: list[tuple[str, str]] = []
+    unexpected = [f for f in e.findings if f.invariant not in want.violations]
+    if unexpected:
+        part = attrs.evolve(e, findings=tuple(unexpected))
+        for f in save_findings(part, witnesses, folder).findings:
+            assert f.replay is not None
+            saved.append((f.invariant, f.replay))
+    if want.exists in ("never", "always") and e.exists != want.exists:
+        contrary = want.exists == "never"  # the state to show: one where exists holds
+        state = next((s for s in e.states if s.exists is contrary and s.choices is not None), None)
+        if state is not None and state.choices is not None:
+            what = "exists" if contrary else "not-exists"
+            s = save_counterexample(folder, e.scenario, e.policy, what, state.choices, state.steps,
+                                    f"`exists` is {'true' if contrary else 'false'} at the end "
+                                    f"(expected {want.exists})", e.strategy)
+            saved.append((what, _show(s.path)))
+    return tuple(saved)
+
+
+def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Path | None = Path("vmactors-runs"),
+               progress: Callable[[str], None] | None = None,
+               on_result: Callable[[CaseResult], None] | None = None,
+               on_skip: Callable[[Scenario], None] | None = None) -> CheckReport:
+    """Check every scenario under `paths` (bad input anywhere: `UsageError` before
+    any exploration)."""
     files = scenario_files(paths)
-    # Parse everything first: bad input anywhere is exit 2 before any work.
     scenarios: list[Scenario] = [load_scenario(f) for f in files]
-    failures = 0
-    checked = 0
+    results: list[CaseResult] = []
+    skipped: list[Scenario] = []
     for scen in scenarios:
         if not scen.expect:
-            out.write(f"{scen.path}: no [expect] table, skipped\n")
+            skipped.append(scen)
+            if on_skip is not None:
+                on_skip(scen)
             continue
-        out.write(f"{scen.path}\n")
         for policy, want in scen.expect:
             if progress is not None:
                 progress(f"{scen.name} [{policy}]")
-            e, _ = explore_exhaustive(scen, policy, max_states=max_states)
-            checked += 1
-            got_v = frozenset(f.invariant for f in e.findings)
-            problems = []
-            if not e.complete:
-                problems.append(f"exploration incomplete: {e.cut}")
-            if want.exists is not None and e.exists != want.exists:
-                problems.append(f"exists: expected {want.exists}, got {e.exists}")
-            if got_v != want.violations:
-                extra = sorted(got_v - want.violations)
-                missing = sorted(want.violations - got_v)
-                diff = ", ".join([f"+{x}" for x in extra] + [f"-{x}" for x in missing])
-                problems.append(f"violations: expected [{', '.join(sorted(want.violations))}], "
-                                f"got [{', '.join(sorted(got_v))}] ({diff})")
-            summary = f"{e.exists or '-'}; violations [{', '.join(sorted(got_v))}]; " \
-                      f"{e.runs:,} interleavings, {e.distinct_states:,} states"
-            if problems:
-                failures += 1
-                out.write(f"  {policy:<28} MISMATCH  {summary}\n")
-                for p in problems:
-                    out.write(f"      {p}\n")
-            else:
-                out.write(f"  {policy:<28} ok        {summary}\n")
-    out.write(f"{checked - failures} passed, {failures} failed\n")
-    return 1 if failures else 0
+            t0 = time.perf_counter()
+            e, witnesses = explore_exhaustive(scen, policy, max_states=max_states)
+            seconds = time.perf_counter() - t0
+            problems = compare(want, e)
+            replays: tuple[tuple[str, str], ...] = ()
+            if problems and save is not None:
+                replays = save_unexpected(want, e, witnesses, save)
+            r = CaseResult(scen, policy, want, e, tuple(problems), replays, seconds)
+            results.append(r)
+            if on_result is not None:
+                on_result(r)
+    return CheckReport(tuple(results), tuple(skipped), tuple(scenarios))
+
+
+# --- renderings ------------------------------------------------------------------------
+
+
+def render_result(r: CaseResult, first_of_scenario: bool) -> str:
+    lines = [f"{r.scenario.path}"] if first_of_scenario else []
+    lines.append(f"  {r.policy:<28} {'ok       ' if r.ok else 'MISMATCH '} {r.summary()}")
+    for p in r.problems:
+        lines.append(f"      {p}")
+    for what, path in r.replays:
+        lines.append(f"      {what}: vmactors replay {path}")
+    return "\n".join(lines)
+
+
+def render_text(report: CheckReport) -> str:
+    """The text report, as `check` prints it."""
+    lines = []
+    by_scenario: dict[int, list[CaseResult]] = {}
+    for r in report.results:
+        by_scenario.setdefault(id(r.scenario), []).append(r)
+    for scen in report.scenarios:
+        if not scen.expect:
+            lines.append(f"{scen.path}: no [expect] table, skipped")
+            continue
+        for i, r in enumerate(by_scenario.get(id(scen), [])):
+            lines.append(render_result(r, i == 0))
+    lines.append(closing_line(report))
+    return "\n".join(lines)
+
+
+def closing_line(report: CheckReport) -> str:
+    passed = len(report.results) - report.failures
+    return f"{passed} passed, {report.failures} failed"
+
+
+def _expect_json(want: Expectation) -> dict[str, Any]:
+    return {"exists": want.exists, "violations": sorted(want.violations)}
+
+
+def to_json(report: CheckReport) -> dict[str, Any]:
+    """`check --json`: one object; `results` has one entry per scenario x policy."""
+    return {
+        "passed": len(report.results) - report.failures,
+        "failed": report.failures,
+        "results": [
+            {
+                "scenario": r.scenario.name,
+                "path": r.scenario.path,
+                "policy": r.policy,
+                "ok": r.ok,
+                "expected": _expect_json(r.want),
+                "got": {"exists": r.exploration.exists, "violations": r.violations,
+                        "complete": r.exploration.complete, "runs": r.exploration.runs,
+                        "states": r.exploration.distinct_states},
+                "problems": list(r.problems),
+                "replays": dict(r.replays),
+            }
+            for r in report.results
+        ],
+        "skipped": [s.path for s in report.skipped],
+    }
+
+
+def to_junit(report: CheckReport) -> bytes:
+    """JUnit XML: a `testsuite` per scenario file, a `testcase` per policy of its
+    `[expect]` table (classname the scenario, name the policy); a mismatch is a
+    `failure` whose text says what differs and how to replay it. A scenario without
+    `[expect]` is one skipped test case."""
+    total = sum(r.seconds for r in report.results)
+    root = ET.Element("testsuites", {
+        "name": "vmactors check",
+        "tests": str(len(report.results) + len(report.skipped)),
+        "failures": str(report.failures),
+        "errors": "0",
+        "skipped": str(len(report.skipped)),
+        "time": f"{total:.3f}",
+    })
+    by_scenario: dict[int, list[CaseResult]] = {}
+    for r in report.results:
+        by_scenario.setdefault(id(r.scenario), []).append(r)
+    for scen in report.scenarios:
+        cases = by_scenario.get(id(scen), [])
+        failures = sum(not r.ok for r in cases)
+        suite = ET.SubElement(root, "testsuite", {
+            "name": scen.name,
+            "tests": str(len(cases) or 1),
+            "failures": str(failures),
+            "errors": "0",
+            "skipped": "0" if cases else "1",
+            "time": f"{sum(r.seconds for r in cases):.3f}",
+            "file": scen.path,
+        })
+        if not cases:
+            case = ET.SubElement(suite, "testcase", {"classname": scen.name, "name": "(no [expect] table)",
+                                                     "time": "0.000", "file": scen.path})
+            ET.SubElement(case, "skipped", {"message": "no [expect] table"})
+            continue
+        for r in cases:
+            case = ET.SubElement(suite, "testcase", {"classname": scen.name, "name": r.policy,
+                                                     "time": f"{r.seconds:.3f}", "file": scen.path})
+            if not r.ok:
+                fail = ET.SubElement(case, "failure", {"message": "; ".join(r.problems), "type": "mismatch"})
+                body = [f"{scen.name} under {r.policy}: {r.summary()}"] + list(r.problems)
+                body += [f"{what}: vmactors replay {path}" for what, path in r.replays]
+                fail.text = "\n".join(body)
+            out = ET.SubElement(case, "system-out")
+            out.text = r.summary()
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+__all__ = ["CaseResult", "CheckReport", "compare", "default_paths", "render_text", "run_checks", "scenario_files",
+           "to_json", "to_junit"]

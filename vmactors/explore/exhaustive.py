@@ -1,4 +1,4 @@
-"""Exhaustive exploration as a stateful search (DESIGN §3).
+"""Exhaustive exploration as a stateful search (docs/design.md#exploring).
 
 Breadth-first over canonical states (`canon.state_key`), so each distinct state is
 expanded once however many interleavings reach it, and the first violating step
@@ -135,12 +135,15 @@ def explore_exhaustive(
         cut = "the state graph has a cycle (a livelock), so interleavings cannot be counted"
 
     grouped: dict[tuple, int] = {}
+    first_node: dict[tuple, int] = {}
     for i, key in finals.items():
         grouped[key] = grouped.get(key, 0) + paths[i]
+        first_node.setdefault(key, i)  # nodes are numbered in BFS order: the nearest first
     states = []
     for (regs, end), count in grouped.items():
         held = evaluate(scenario.exists, reg_map(dict(regs)), labels) if scenario.exists is not None else None
-        states.append(FinalState(regs, end, count, held))
+        node = first_node[(regs, end)]
+        states.append(FinalState(regs, end, count, held, to_choices(machine, _path_to(parent, node)), depth[node]))
     sorted_states = sort_states(states)
 
     runs_of: dict[str, int] = {name: sum(paths[i] - clean[name][i] for i in finals) for name in bits}

@@ -1,5 +1,23 @@
-"""Replay files (DESIGN §3): JSON with `format`, `scenario` (relative to the replay
-file's folder, or absolute), `scenario_sha256`, `policy` and `choices`."""
+"""Replay files (docs/design.md#reproducible-runs): JSON with `format`,
+`scenario` (relative to the replay file's folder, or absolute), `scenario_sha256`,
+`policy` and `choices`, then what the run showed and the scenario itself:
+
+    {"format": 1, "scenario": "../scenarios/x.toml", "scenario_sha256": "…",
+     "policy": "wilcox", "choices": [0, 2, 1],
+     "invariant": "coherence", "violated_at_step": 9, "detail": "…",
+     "strategy": "exhaustive", "scenario_text": "name = …"}
+
+The embedded `scenario_text` (whose sha256 is `scenario_sha256`) makes the file
+self-contained: copied anywhere, it replays without the scenario file. Files written
+before the text was embedded name only the path; they still replay while that file
+is there.
+
+One file per (scenario, policy, invariant), `SCENARIO.POLICY.INVARIANT.json`, holds
+the shortest counterexample known: the run in which the invariant is violated at the
+earliest step. `save_counterexample` replaces a file only with a shorter run (or when
+the scenario changed since it was written), so a sampled run never overwrites a
+shorter or exhaustive one.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +26,38 @@ import os
 from pathlib import Path
 from typing import Any
 
+import attrs
 import orjson
 
 from ..errors import UsageError
+from ..scenario.model import Scenario
+from ..scenario.parse import load_scenario, parse_scenario
 
 REPLAY_FORMAT = 1
 
 
+def replay_path(folder: Path, scenario: str, policy: str, invariant: str) -> Path:
+    """The file of the shortest counterexample of (scenario, policy, invariant)."""
+    return folder / f"{scenario}.{policy}.{invariant}.json"
+
+
+def scenario_text(scenario: Scenario) -> str | None:
+    """The scenario's source text, if it can be had with the digest it was parsed with."""
+    try:
+        data = Path(scenario.path).read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != scenario.sha256:
+        return None  # changed on disk since it was parsed
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choices: tuple[int, ...],
-                 **extra: Any) -> Path:
+                 *, text: str | None = None, **extra: Any) -> Path:
+    """Write a replay file; `text`, the scenario's source, makes it self-contained."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         rel = os.path.relpath(Path(scenario_path).resolve(), path.parent.resolve())
@@ -24,17 +65,80 @@ def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choic
         rel = str(Path(scenario_path).resolve())
     doc = {"format": REPLAY_FORMAT, "scenario": rel, "scenario_sha256": sha256, "policy": policy,
            "choices": list(choices), **extra}
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    if text is not None:
+        doc["scenario_text"] = text
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    tmp.replace(path)
     return path
 
 
-def read_replay(path: str) -> dict[str, Any]:
-    """The replay document, with `scenario` made a usable path and `sha_ok` telling
-    whether the scenario file is unchanged."""
+@attrs.frozen
+class Saved:
+    """Where a counterexample is kept, and the run that file holds (which may be an
+    earlier, shorter one than the run just offered)."""
+
+    path: Path
+    choices: tuple[int, ...]
+    violated_at_step: int
+    detail: str
+    strategy: str | None
+    replaced: bool  # False: a shorter (or equally short) run was already saved
+
+
+def save_counterexample(folder: Path, scenario: Scenario, policy: str, invariant: str, choices: tuple[int, ...],
+                        violated_at_step: int, detail: str, strategy: str) -> Saved:
+    """Save a counterexample unless the file already holds one of the same scenario
+    that is violated at the same or an earlier step."""
+    path = replay_path(folder, scenario.name, policy, invariant)
+    old = _existing(path)
+    if (old is not None and old.get("scenario_sha256") == scenario.sha256 and old.get("policy") == policy
+            and isinstance(old.get("violated_at_step"), int) and old["violated_at_step"] <= violated_at_step):
+        return Saved(path, tuple(old["choices"]), old["violated_at_step"], str(old.get("detail", "")),
+                     old.get("strategy"), replaced=False)
+    write_replay(path, scenario.path, scenario.sha256, policy, choices, text=scenario_text(scenario),
+                 invariant=invariant, violated_at_step=violated_at_step, detail=detail, strategy=strategy)
+    return Saved(path, choices, violated_at_step, detail, strategy, replaced=True)
+
+
+def _existing(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
+        return None
+    if not isinstance(doc.get("violated_at_step"), int):
+        return None  # an older file, from before lengths were kept: replace it
+    return doc
+
+
+@attrs.frozen
+class Replay:
+    """A replay file, read and checked."""
+
+    path: str
+    policy: str
+    choices: tuple[int, ...]
+    #: The scenario as it will be replayed (the embedded text, or the file).
+    scenario: Scenario
+    #: Where the scenario file is (resolved against the replay's folder), if named.
+    scenario_path: str
+    #: Why the run may differ from the one saved, if it may ('' when it replays exactly).
+    changed: str
+    doc: dict[str, Any]
+
+
+def read_replay(path: str, *, force: bool = False) -> Replay:
+    """Read a replay file. The scenario replayed is the embedded text (an old file
+    without it: the file its path names). A scenario whose sha256 differs from the one
+    saved is refused (`UsageError`) unless `force`: then the file on disk is replayed."""
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise UsageError(f"{path}: no such replay file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a replay file") from None
     except (OSError, orjson.JSONDecodeError) as e:
         raise UsageError(f"{path}: not a replay file ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != REPLAY_FORMAT:
@@ -42,14 +146,45 @@ def read_replay(path: str) -> dict[str, Any]:
     for key, kind in (("scenario", str), ("scenario_sha256", str), ("policy", str), ("choices", list)):
         if not isinstance(doc.get(key), kind):
             raise UsageError(f"{path}: replay file lacks a valid {key!r}")
-    if not all(isinstance(c, int) and c >= 0 for c in doc["choices"]):
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in doc["choices"]):
         raise UsageError(f"{path}: 'choices' must be non-negative integers")
+    text = doc.get("scenario_text")
+    if text is not None and not isinstance(text, str):
+        raise UsageError(f"{path}: 'scenario_text' must be a string")
     scen = Path(doc["scenario"])
     if not scen.is_absolute():
         scen = Path(path).parent / scen
-    doc["scenario"] = str(scen)
+    on_disk: bytes | None
     try:
-        doc["sha_ok"] = hashlib.sha256(scen.read_bytes()).hexdigest() == doc["scenario_sha256"]
+        on_disk = scen.read_bytes()
     except OSError:
-        raise UsageError(f"{path}: its scenario {scen} cannot be read") from None
-    return doc
+        on_disk = None
+    want = doc["scenario_sha256"]
+    disk_sha = hashlib.sha256(on_disk).hexdigest() if on_disk is not None else None
+    changed = ""
+    if text is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != want:
+        # The embedded text was edited: it is not the scenario this run was made with.
+        if not force:
+            raise UsageError(f"{path}: the scenario saved in it does not match its scenario_sha256 (edited?); "
+                             f"use --force to replay it anyway")
+        changed = "the saved scenario text was edited"
+    if disk_sha is not None and disk_sha != want:
+        if not force:
+            raise UsageError(f"{path}: scenario {scen} changed since this run was saved (sha256 differs); "
+                             f"use --force to replay it anyway")
+        # --force: what the user edited is what they want to see under these choices.
+        return Replay(path, doc["policy"], tuple(doc["choices"]), load_scenario(scen), str(scen),
+                      f"scenario {scen} changed since this run was saved", doc)
+    if text is not None:
+        display = str(scen) if on_disk is not None else f"{scen} (saved in {path})"
+        scenario = parse_scenario(text, display, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    elif on_disk is not None:
+        scenario = load_scenario(scen)
+    else:
+        raise UsageError(f"{path}: its scenario {scen} cannot be read (this replay file is from before "
+                         f"scenarios were saved in replay files: copy the scenario beside it)")
+    return Replay(path, doc["policy"], tuple(doc["choices"]), scenario, str(scen), changed, doc)
+
+
+__all__ = ["REPLAY_FORMAT", "Replay", "Saved", "read_replay", "replay_path", "save_counterexample",
+           "scenario_text", "write_replay"]

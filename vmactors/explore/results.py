@@ -1,5 +1,5 @@
 """What an exploration found, in one shape for every strategy, and its renderings:
-the herd7-style table and the `--json` object (DESIGN §7)."""
+the herd7-style table and the `--json` object (docs/design.md#exploring)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ class FinalState:
     end: str  # ok | deadlock | step-limit
     count: int
     exists: bool | None = None
+    #: A shortest run that ends in this state (exhaustive exploration only): its
+    #: choice list and its number of steps.
+    choices: tuple[int, ...] | None = attrs.field(default=None, eq=False)
+    steps: int = attrs.field(default=0, eq=False)
 
     def sort_key(self) -> tuple:
         out = []
@@ -27,7 +31,10 @@ class FinalState:
 
 @attrs.frozen
 class Finding:
-    """One violated invariant: how many runs violated it and the shortest one."""
+    """One violated invariant: how many runs violated it and the shortest
+    counterexample: the run in which it is violated earliest. `steps` is the step at
+    which that run first violates it (not the length of the whole run), `choices`
+    the choice list that gets there (replay goes on with choice 0)."""
 
     invariant: str
     runs: int
@@ -35,6 +42,10 @@ class Finding:
     choices: tuple[int, ...]
     steps: int
     replay: str | None = None
+    #: Set when the replay file already held a run violated at an earlier (or the
+    #: same) step, which was kept: the step at which this exploration's own shortest
+    #: run violates it.
+    found_steps: int | None = None
 
 
 @attrs.frozen
@@ -88,8 +99,9 @@ def _fmt_value(v: RegValue) -> str:
     return str(v)
 
 
-def render_table(e: Exploration) -> str:
-    """The herd7-style text report."""
+def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
+    """The herd7-style text report; `traces` maps an invariant to the race chart of
+    its shortest counterexample, drawn under it."""
     lines = [f"Test {e.scenario.name}  policy {e.policy}  strategy {e.strategy}"]
     if e.scenario.exists_text:
         lines.append(f"exists ({e.scenario.exists_text})")
@@ -119,14 +131,37 @@ def render_table(e: Exploration) -> str:
             lines.append(f"Exists: {seen} in {how}")
     else:
         lines.append(f"Explored: {how}")
+    obs = observation(e)
+    if obs is not None:
+        lines.append(obs)
     if e.strategy == "exhaustive" and not e.complete and e.cut and "max-states" in e.cut:
         lines.append("Hint: raise --max-states, or sample instead: --strategy pct --runs 10000 --jobs 2")
     if e.findings:
         lines.append("Violations:")
         for f in e.findings:
-            lines.append(f"  {f.invariant}: {f.runs:,} runs; shortest {f.steps} steps: {f.detail}")
+            lines.append(f"  {f.invariant}: {f.runs:,} {'runs' if f.runs != 1 else 'run'}; "
+                         f"shortest violates it at step {f.steps}: {f.detail}")
+            if f.found_steps is not None:
+                lines.append(f"    (this exploration's shortest violates it at step {f.found_steps}; "
+                             f"the replay file keeps the earlier one)")
             if f.replay:
                 lines.append(f"    vmactors replay {f.replay}")
+            chart = (traces or {}).get(f.invariant)
+            if chart:
+                lines.append("")
+                lines.extend(("      " + ln).rstrip() for ln in chart.rstrip("\n").splitlines())
+                lines.append("")
     else:
         lines.append("Violations: none")
+    while lines and not lines[-1]:
+        lines.pop()
     return "\n".join(lines)
+
+
+def observation(e: Exploration) -> str | None:
+    """herd7's closing line, `Observation NAME Never|Sometimes|Always P N`: P final
+    states satisfy `exists`, N do not (None when the scenario has no `exists`)."""
+    if e.exists is None:
+        return None
+    positive = sum(1 for s in e.states if s.exists)
+    return f"Observation {e.scenario.name} {e.exists.capitalize()} {positive} {len(e.states) - positive}"

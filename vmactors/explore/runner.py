@@ -15,7 +15,7 @@ import attrs
 
 from ..scenario.model import Scenario
 from .exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
-from .replay_file import write_replay
+from .replay_file import save_counterexample
 from .results import Exploration
 from .sampling import RunSummary, aggregate, sample_runs
 
@@ -178,12 +178,19 @@ def _as_done(futs: dict[Future, Any]) -> Iterator[Future]:
 
 
 def save_findings(e: Exploration, choices: dict[str, tuple[int, ...]], folder: Path) -> Exploration:
+    """Save each finding's shortest counterexample as a replay file, unless the file
+    already holds one violated at the same or an earlier step: then the finding
+    becomes that one (its choices, step and detail), so the output and the file agree."""
     findings = []
     for f in e.findings:
-        path = folder / f"{e.scenario.name}.{e.policy}.{f.invariant}.json"
-        write_replay(path, e.scenario.path, e.scenario.sha256, e.policy, choices[f.invariant],
-                     invariant=f.invariant, steps=f.steps, strategy=e.strategy)
-        findings.append(attrs.evolve(f, replay=_show(path)))
+        saved = save_counterexample(folder, e.scenario, e.policy, f.invariant, choices[f.invariant], f.steps,
+                                    f.detail, e.strategy)
+        if saved.replaced:
+            findings.append(attrs.evolve(f, replay=_show(saved.path)))
+        else:
+            findings.append(attrs.evolve(f, replay=_show(saved.path), choices=saved.choices,
+                                         steps=saved.violated_at_step, detail=saved.detail or f.detail,
+                                         found_steps=f.steps if saved.violated_at_step < f.steps else None))
     return attrs.evolve(e, findings=tuple(findings))
 
 

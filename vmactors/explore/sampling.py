@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from ..scenario.exists import evaluate
 from ..scenario.model import Scenario
-from ..sim.run import Run, reg_map
+from ..sim.run import Run, RunResult, reg_map
 from ..sim.strategies import make
 from .results import Exploration, Finding, FinalState, sort_states, verdict
 
@@ -22,7 +22,7 @@ def run_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-#: Per run: (regs, end, exists, {invariant: (steps, choices, detail)}).
+#: Per run: (regs, end, exists, {invariant: (step of its first violation, choices, detail)}).
 RunSummary = tuple[tuple[tuple[str, object], ...], str, "bool | None", dict[str, tuple[int, tuple[int, ...], str]]]
 
 
@@ -37,16 +37,38 @@ def sample_runs(scenario: Scenario, policy: str, strategy: str, seed: int, indic
     for n, i in enumerate(indices):
         run = Run(scenario, policy, make(strategy, run_seed(seed, i), depth=depth, k=k), run_seed(seed, i),
                   None, max_steps)
-        result = run.run()
+        result, first = run_recording_violations(run)
         held = evaluate(scenario.exists, reg_map(result.regs), run.labels) if scenario.exists else None
         found = {}
         for v in result.first_violations:
-            found[v.invariant] = (result.steps, result.choices, v.detail)
+            at = first.get(v.invariant, result.steps)
+            # The choices up to the violating step are a counterexample by themselves.
+            found[v.invariant] = (at, result.choices[:at], v.detail)
         end = result.outcome if result.outcome in ("deadlock", "step-limit") else "ok"
         out.append((tuple(result.regs.items()), end, held, found))
         if progress is not None:
             progress(n + 1)
     return out
+
+
+def run_recording_violations(run: Run) -> tuple[RunResult, dict[str, int]]:
+    """Run to the end with the direct driver; also the step at which each invariant
+    was first violated."""
+    first: dict[str, int] = {}
+    loop = run.loop()
+    try:
+        _, step = next(loop)
+        while True:
+            nxt = loop.send(run.machine.apply(run.system, step))
+            if len(run.violated) != len(first):
+                for name in run.violated:
+                    first.setdefault(name, run.system.step)
+            _, step = nxt
+    except StopIteration as stop:
+        result: RunResult = stop.value
+    for name in result.violations:  # violated by the last step, or a deadlock at the end
+        first.setdefault(name, result.steps)
+    return result, first
 
 
 def run_length(scenario: Scenario, policy: str, max_steps: int = 100_000) -> int:
@@ -56,32 +78,42 @@ def run_length(scenario: Scenario, policy: str, max_steps: int = 100_000) -> int
 
 
 def shrink(scenario: Scenario, policy: str, invariant: str, choices: tuple[int, ...],
-           max_steps: int = 100_000, budget: int = 200) -> tuple[int, ...]:
-    """Shrink a violating choice list toward fewer steps and more zeros (fewer
-    preemptions), keeping the violation. Greedy, bounded by `budget` replays."""
+           max_steps: int = 100_000, budget: int = 200) -> tuple[tuple[int, ...], int, str]:
+    """Shrink a violating choice list toward more zeros (fewer preemptions) and an
+    earlier violation, keeping the violation. Greedy, bounded by `budget` replays.
+    Returns the choices, the step at which the invariant is first violated under
+    them, and that violation's detail."""
 
-    def violates(cs: tuple[int, ...]) -> int | None:
+    def violates(cs: tuple[int, ...]) -> tuple[int, str] | None:
         run = Run(scenario, policy, make("replay", 0, choices=cs), 0, None, max_steps)
         try:
-            result = run.run()
+            result, first = run_recording_violations(run)
         except ValueError:  # a choice out of range after an earlier change
             return None
-        return result.steps if invariant in result.violations else None
+        if invariant not in first:
+            return None
+        detail = next(v.detail for v in result.first_violations if v.invariant == invariant)
+        return first[invariant], detail
 
-    best = choices
+    found = violates(choices)
+    if found is None:  # pragma: no cover - the run that found it violates it
+        raise AssertionError(f"{invariant} is not violated by its own counterexample")
+    best, (at, detail) = choices[:found[0]], found
     tries = 0
     i = len(best) - 1
     while i >= 0 and tries < budget:
         if best[i] != 0:
             cand = best[:i] + (0,) + best[i + 1:]
             tries += 1
-            if violates(cand) is not None:
-                best = cand
+            got = violates(cand)
+            if got is not None and got[0] <= at:
+                best, (at, detail) = cand[:got[0]], got
+                i = min(i, len(best))
         i -= 1
     # Trailing zeros are implied by replay.
     while best and best[-1] == 0:
         best = best[:-1]
-    return best
+    return best, at, detail
 
 
 def aggregate(scenario: Scenario, policy: str, strategy: str, summaries: list[RunSummary],
@@ -100,10 +132,10 @@ def aggregate(scenario: Scenario, policy: str, strategy: str, summaries: list[Ru
     choices = {}
     findings = []
     for name in sorted(best):
-        steps, cs, detail = best[name]
-        cs = shrink(scenario, policy, name, cs)
+        _, cs, _ = best[name]
+        cs, at, detail = shrink(scenario, policy, name, cs)
         choices[name] = cs
-        findings.append(Finding(name, runs_of[name], detail, cs, steps))
+        findings.append(Finding(name, runs_of[name], detail, cs, at))
     e = Exploration(scenario=scenario, policy=policy, strategy=strategy, complete=False, counts="sampled",
                     runs=len(summaries), states=states, exists=verdict(states, scenario.exists is not None),
                     findings=tuple(findings), interrupted=interrupted)

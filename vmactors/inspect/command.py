@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import IO
 
 from vmactors.errors import UsageError
 from vmactors.inspect.diagram import collect_sequence, render_mermaid
-from vmactors.inspect.filters import EventFilter, parse_addr, parse_count
+from vmactors.inspect.filters import EventFilter, check_event_glob, parse_addr, parse_count
 from vmactors.inspect.history import page_history
 from vmactors.inspect.htmlpage import render_html
 from vmactors.inspect.labels import hex_addr
 from vmactors.inspect.racechart import build_race_chart, render_race_chart
 from vmactors.inspect.reader import Record, open_log
 from vmactors.inspect.table import print_table
+from vmactors.library import did_you_mean
 from vmactors.inspect.timeline import build_timeline, render_timeline
 
 DESCRIPTION = """\
@@ -64,12 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     f.add_argument("--cpu", metavar="N", help="events whose cpu is N")
     f.add_argument("--actor", metavar="NAME", help="events of one actor: cpu0, tree, shootdown, rcu, mmap_sem, sim")
     f.add_argument("--event", metavar="GLOB", help="event names matching a shell glob, e.g. 'ipi.*' or 'tlb.*'")
-    f.add_argument("--addr", metavar="ADDR", help="events whose page range holds ADDR (decimal or 0x hex)")
+    f.add_argument("--addr", metavar="ADDR",
+                   help="events whose page range holds ADDR: decimal, 0x hex, or a map label (`A`, `A+0x8`)")
     f.add_argument("--from-step", metavar="N", help="events at step N or later")
     f.add_argument("--to-step", metavar="N", help="events at step N or earlier")
     v = p.add_argument_group("views (default: the matching lines, unchanged)")
     v.add_argument("--table", action="store_true", help="a table: step, vtime, actor, event, cpu, addr, details")
-    v.add_argument("--history", metavar="ADDR", help="the story of the virtual page holding ADDR")
+    v.add_argument("--history", metavar="ADDR", help="the story of the virtual page holding ADDR (as for --addr)")
     v.add_argument("--timeline", action="store_true", help="one column per actor, one row per step")
     v.add_argument(
         "--diagram",
@@ -80,15 +83,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def build_filter(args: argparse.Namespace) -> EventFilter:
-    """The filter the options ask for; `UsageError` on a bad number or address."""
+    """The filter the options ask for; `UsageError` on a bad number, address or event."""
     return EventFilter(
         cpu=None if args.cpu is None else parse_count(args.cpu, "--cpu"),
         actor=args.actor,
-        event=args.event,
-        addr=None if args.addr is None else parse_addr(args.addr, "--addr"),
+        event=None if args.event is None else check_event_glob(args.event),
+        addr=None if args.addr is None else resolve_addr(args.addr, "--addr", args.log),
         from_step=None if args.from_step is None else parse_count(args.from_step, "--from-step"),
         to_step=None if args.to_step is None else parse_count(args.to_step, "--to-step"),
     )
+
+
+_LABEL = re.compile(r"(?P<label>[A-Za-z_][A-Za-z0-9_.]*)(?:\+(?P<off>0[xX][0-9a-fA-F]+|[0-9]+))?")
+
+
+def resolve_addr(text: str, option: str, log_path: str) -> int:
+    """An address: a number (decimal or 0x hex), or a map label of the run, `A` or
+    `A+OFFSET`, looked up in the log's set-up (the `tree.store` of each `[[map]]` at
+    step 0)."""
+    m = _LABEL.fullmatch(text.strip())
+    if m is None or text.strip()[:2].lower() == "0x":
+        return parse_addr(text, option)
+    labels: dict[str, int] = {}
+    with open_log(log_path) as log:
+        for rec in log:
+            ev = rec.event
+            if ev["step"] > 0:
+                break
+            if ev["event"] == "tree.store" and isinstance(ev.get("vma"), str) and isinstance(ev.get("addr"), int):
+                labels.setdefault(ev["vma"], ev["addr"])
+    label = m.group("label")
+    if label not in labels:
+        known = ", ".join(sorted(labels)) or "none"
+        raise UsageError(f"{option}: {text!r} is neither an address (decimal or 0x hex) nor a map label of "
+                         f"this run{did_you_mean(label, sorted(labels))} (its maps: {known})")
+    off = m.group("off")
+    return labels[label] + (int(off, 0) if off else 0)
 
 
 def describe_filter(filt: EventFilter) -> str:
@@ -124,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if len(views) > 1:
         raise UsageError(f"{' and '.join(views)} cannot be combined: choose one view")
-    history = None if args.history is None else parse_addr(args.history, "--history")
+    history = None if args.history is None else resolve_addr(args.history, "--history", args.log)
     out = sys.stdout
     try:
         with open_log(args.log) as log:

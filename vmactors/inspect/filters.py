@@ -16,6 +16,8 @@ import attrs
 
 from vmactors.errors import UsageError
 from vmactors.inspect.labels import covers
+from vmactors.library import did_you_mean
+from vmactors.log.schema import EVENT_NAMES
 
 
 def parse_addr(text: str, option: str = "--addr") -> int:
@@ -43,6 +45,17 @@ def parse_count(text: str, option: str) -> int:
     if not (s.isascii() and s.isdigit()):
         raise UsageError(f"{option}: {text!r} is not a non-negative integer")
     return int(s, 10)
+
+
+def check_event_glob(glob: str, option: str = "--event") -> str:
+    """`glob` if it names or matches some event of the log schema, else `UsageError`
+    with the closest names (a typo would otherwise match nothing, silently)."""
+    if any(fnmatch.fnmatchcase(name, glob) for name in EVENT_NAMES):
+        return glob
+    if any(c in glob for c in "*?["):
+        raise UsageError(f"{option}: {glob!r} matches no event name (docs/log-schema.md lists them)")
+    raise UsageError(f"{option}: unknown event {glob!r}{did_you_mean(glob, EVENT_NAMES)} "
+                     f"(docs/log-schema.md lists them)")
 
 
 @attrs.frozen

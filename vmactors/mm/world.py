@@ -54,6 +54,10 @@ class World:
     #: (file, page index) -> frame id.
     page_cache: immutables.Map[tuple[str, int], int] = immutables.Map()
     frames: FrameTable = FrameTable()
+    #: Which CPUs' caches hold each cache line of shared kernel data, and when its
+    #: last transfer ends: history for the cost model (`vmactors.system.clock`), not
+    #: part of a state's identity.
+    caches: immutables.Map[Hashable, Hashable] = attrs.field(default=immutables.Map(), eq=False)
 
     @classmethod
     def empty(cls, mms: int = 1) -> "World":
@@ -63,7 +67,7 @@ class World:
         return self.mms[mm]
 
     def with_mm(self, mm: MmId, space: AddressSpace) -> "World":
-        return World(self.mms[:mm] + (space,) + self.mms[mm + 1:], self.page_cache, self.frames)
+        return World(self.mms[:mm] + (space,) + self.mms[mm + 1:], self.page_cache, self.frames, self.caches)
 
     def with_frames(self, frames: FrameTable) -> "World":
-        return World(self.mms, self.page_cache, frames)
+        return World(self.mms, self.page_cache, frames, self.caches)

@@ -92,6 +92,8 @@ RESERVED_REGISTERS = KEYWORDS | {"fault"}
 
 OP_FORMS = ("rN = load ADDR, store ADDR VALUE, LABEL = mmap ..., mmap LABEL fixed ..., munmap LABEL, "
             "mprotect LABEL prot=none|r|rw, madvise LABEL dontneed")
+#: The words an op starts with (after `REG =` or `LABEL =` for load and mmap).
+OP_VERBS = ("load", "store", "mmap", "munmap", "mprotect", "madvise")
 #: The advice `madvise` takes.
 ADVICE: tuple[str, ...] = ("dontneed",)
 
@@ -583,8 +585,11 @@ class _Parser:
         toks = _OP_TOKEN.findall(text)
 
         def unknown(detail: str = "") -> NoReturn:
+            # The word in the verb's place: `r0 = lod A` -> `lod`, `stor A 1` -> `stor`.
+            word = toks[2] if len(toks) > 2 and toks[1] == "=" else toks[0] if toks else ""
+            hint = _suggest(word, OP_VERBS) if word not in OP_VERBS else ""
             self.fail(
-                f"unknown op '{text}' in {where}" + (f": {detail}" if detail else f" (ops are: {OP_FORMS})"),
+                f"unknown op '{text}' in {where}" + (f": {detail}" if detail else f"{hint} (ops are: {OP_FORMS})"),
                 self.at_op(op),
             )
 

@@ -41,7 +41,7 @@ from ..actors.tree_owner import TreeOwner
 from ..ids import ActorId
 from ..mm.world import World
 from ..scenario.model import RegValue, Scenario
-from .clock import cost_of
+from .clock import DEFAULT, CostModel, traced
 from .setup import build
 from .state import ActorOutcome, Channel, Step, StepResult, System
 
@@ -91,6 +91,8 @@ class Machine:
         self.ids: tuple[ActorId, ...] = tuple(a.id for a in self.actors)
         self.slot: dict[ActorId, int] = {aid: i for i, aid in enumerate(self.ids)}
         self.ncpus = ncpus
+        #: The cost model that times every step (`vmactors.system.clock`).
+        self.cost: CostModel = DEFAULT
         states: list[Hashable] = [a.initial() for a in self.actors]
         for i in range(ncpus):
             cpu_state = states[i]
@@ -156,15 +158,18 @@ class Machine:
         """One step of actor `slot`, computed from its own state, the shared world and
         the message it takes: pure. Sent messages get ids from `first_msg_id` on."""
         actor = self.actors[slot]
-        fx = effects(world, actor.id)
+        fx = traced(effects)(world, actor.id)
         new_state = actor.handle(state, fx, env, choice)
-        # Virtual time: the step starts when both the actor and the message are ready.
+        # Virtual time: the step starts when both the actor and the message are ready;
+        # the cost model times what it touched and logged.
         start = clock if env is None else max(clock, env.sent_at)
-        end = start + cost_of(fx.events)
+        cost = self.cost.step(actor.id, getattr(fx, "accesses", {}), fx.events, env, start, world.caches)
+        end = cost.end
         cause = env.msg_id if env is not None else None
         sent = tuple(Envelope(actor.id, dst, msg, first_msg_id + i, cause, end) for i, (dst, msg) in enumerate(fx.out))
         touched = fx.footprint() if isinstance(fx, RecordingEffects) else None
-        return ActorOutcome(new_state, fx.world, tuple(fx.events), sent, tuple(fx.notes), start, end, touched)
+        out_world = fx.world if cost.caches is fx.world.caches else attrs.evolve(fx.world, caches=cost.caches)
+        return ActorOutcome(new_state, out_world, tuple(fx.events), sent, tuple(fx.notes), start, end, touched)
 
     def apply(self, system: System, step: Step, effects: type[Effects] = Effects) -> StepResult:
         """Run one actor step. Pure: `system` is not changed."""

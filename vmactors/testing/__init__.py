@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import orjson
 
+from .. import library
 from ..errors import UsageError
 from ..ids import MMAP_SEM
 from ..explore.exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
@@ -86,6 +87,8 @@ class SimError(AssertionError):
 # --- querying a log ---------------------------------------------------------------------
 
 _GLOB = re.compile(r"[*?\[]")
+#: A library scenario's name, as `vm.run("mapfixed-two-readers", ...)` may give it.
+_LIBRARY_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 def _field_matches(value: Any, want: Any) -> bool:
@@ -518,17 +521,18 @@ class VM:
         return parse_scenario(text, path or self.path, hashlib.sha256(text.encode()).hexdigest())
 
     def load(self, path: str | Path) -> Scenario:
-        """A scenario file; a relative path is looked up from `base` (the test's
+        """A scenario file, or a library scenario by name (`vm.load("mapfixed-two-readers")`,
+        installed with vmactors). A relative path is looked up from `base` (the test's
         rootdir under pytest) when it is not found from the current directory."""
         p = Path(path)
         if not p.exists() and not p.is_absolute() and self.base is not None and (self.base / p).exists():
             p = self.base / p
-        return load_scenario(p)
+        return load_scenario(library.resolve(p))
 
     def _resolve(self, s: Scenario | str | Mapping[str, Any]) -> Scenario:
         if isinstance(s, Scenario):
             return s
-        if isinstance(s, str) and "\n" not in s and s.endswith(".toml"):
+        if isinstance(s, str) and "\n" not in s and (s.endswith(".toml") or _LIBRARY_NAME.fullmatch(s)):
             return self.load(s)
         return self.scenario(s)
 

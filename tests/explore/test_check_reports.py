@@ -1,0 +1,146 @@
+"""`vmactors check` for CI systems: replay files for unexpected results, `--json`,
+and `--junit FILE` (one test case per scenario x policy), read back by a JUnit XML
+parser and validated against a JUnit schema."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+SCENARIO = """\
+name = "uaf"
+exists = "0:r0 = segv"
+[[map]]
+name = "A"
+fill = 5
+[[thread]]
+ops = ["r0 = load A"]
+[[thread]]
+ops = ["munmap A"]
+"""
+
+# mmap_sem: as expected. wilcox: `exists` is sometimes, not never. wilcox-no-grace:
+# vma-uaf is violated, orphan-pte is not.
+MIXED = SCENARIO + """
+[expect]
+mmap_sem = "sometimes"
+wilcox = "never"
+wilcox-no-grace = { exists = "sometimes", violations = ["orphan-pte"] }
+"""
+PLAIN = SCENARIO.replace('name = "uaf"', 'name = "plain"')
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "scen"
+    d.mkdir()
+    (d / "mixed.toml").write_text(MIXED)
+    (d / "plain.toml").write_text(PLAIN)
+    return d
+
+
+def test_unexpected_results_get_replay_files(vmcli, folder, tmp_path) -> None:
+    p = vmcli("check", folder, cwd=tmp_path)
+    assert p.returncode == 1
+    runs = tmp_path / "vmactors-runs"
+    saved = sorted(x.name for x in runs.iterdir())
+    # The unexpected violation and a run where `exists` holds although `never` was
+    # expected; nothing for what was expected.
+    assert saved == ["uaf.wilcox-no-grace.vma-uaf.json", "uaf.wilcox.exists.json"]
+    assert "vma-uaf: vmactors replay vmactors-runs/uaf.wilcox-no-grace.vma-uaf.json" in p.stdout
+    assert "exists: vmactors replay vmactors-runs/uaf.wilcox.exists.json" in p.stdout
+    r = vmcli("replay", runs / "uaf.wilcox-no-grace.vma-uaf.json")
+    assert r.returncode == 1 and "violated vma-uaf" in r.stdout
+    r = vmcli("replay", runs / "uaf.wilcox.exists.json")
+    assert "exists (0:r0 = segv): true" in r.stdout
+    assert p.stdout.splitlines()[-1] == "1 passed, 2 failed"
+    assert f"{folder / 'plain.toml'}: no [expect] table, skipped" in p.stdout
+
+
+def test_nothing_is_saved_when_all_is_as_expected(vmcli, tmp_path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(SCENARIO + '\n[expect]\nwilcox-no-grace = { exists = "sometimes", violations = ["vma-uaf"] }\n')
+    p = vmcli("check", path, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout
+    assert not (tmp_path / "vmactors-runs").exists()
+
+
+def test_json(vmcli, folder, tmp_path) -> None:
+    p = vmcli("check", folder, "--json", cwd=tmp_path)
+    assert p.returncode == 1
+    doc = json.loads(p.stdout)
+    assert (doc["passed"], doc["failed"]) == (1, 2)
+    assert doc["skipped"] == [str(folder / "plain.toml")]
+    by = {r["policy"]: r for r in doc["results"]}
+    assert list(by) == ["mmap_sem", "wilcox", "wilcox-no-grace"]
+    assert by["mmap_sem"]["ok"] and by["mmap_sem"]["problems"] == [] and by["mmap_sem"]["replays"] == {}
+    w = by["wilcox"]
+    assert not w["ok"] and w["expected"] == {"exists": "never", "violations": []}
+    assert w["got"]["exists"] == "sometimes" and w["got"]["complete"] is True
+    assert w["problems"] == ["exists: expected never, got sometimes"]
+    assert w["replays"] == {"exists": "vmactors-runs/uaf.wilcox.exists.json"}
+    r = by["wilcox-no-grace"]
+    assert r["got"]["violations"] == ["vma-uaf"] and r["expected"]["violations"] == ["orphan-pte"]
+    assert set(r["replays"]) == {"vma-uaf"}
+
+
+def _junit(vmcli, folder: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "report" / "check.xml"
+    out.parent.mkdir()
+    p = vmcli("check", folder, "--junit", out, cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stdout.splitlines()[-1] == "1 passed, 2 failed"  # the text report as usual
+    return out
+
+
+def test_junit_is_read_by_a_junit_parser(vmcli, folder, tmp_path) -> None:
+    junitparser = pytest.importorskip("junitparser")
+    xml = junitparser.JUnitXml.fromfile(str(_junit(vmcli, folder, tmp_path)))
+    suites = {s.name: s for s in xml}
+    assert set(suites) == {"uaf", "plain"}
+    uaf = suites["uaf"]
+    assert (uaf.tests, uaf.failures, uaf.errors) == (3, 2, 0)
+    cases = {c.name: c for c in uaf}
+    assert list(cases) == ["mmap_sem", "wilcox", "wilcox-no-grace"]
+    assert all(c.classname == "uaf" for c in cases.values())
+    assert cases["mmap_sem"].is_passed
+    (fail,) = cases["wilcox"].result
+    assert isinstance(fail, junitparser.Failure)
+    assert fail.message == "exists: expected never, got sometimes"
+    assert "vmactors replay vmactors-runs/uaf.wilcox.exists.json" in fail.text
+    (fail,) = cases["wilcox-no-grace"].result
+    assert "+vma-uaf" in fail.message and "-orphan-pte" in fail.message
+    (plain,) = list(suites["plain"])
+    assert plain.is_skipped
+    assert float(uaf.time) > 0
+
+
+def test_junit_is_valid_against_a_junit_schema(vmcli, folder, tmp_path) -> None:
+    xmlschema = pytest.importorskip("xmlschema")
+    report = _junit(vmcli, folder, tmp_path)
+    xmlschema.XMLSchema(str(DATA / "junit.xsd")).validate(str(report))
+    root = ET.parse(report).getroot()
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("4", "2", "1")
+
+
+def test_the_schema_catches_what_ci_systems_reject(tmp_path) -> None:
+    """The schema is not vacuous: a test case without a name, or a failure count that
+    is not a number, is rejected."""
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(DATA / "junit.xsd"))
+    good = '<testsuites><testsuite name="s" tests="1"><testcase classname="s" name="p"/></testsuite></testsuites>'
+    assert schema.is_valid(good)
+    assert not schema.is_valid(good.replace(' name="p"', ""))
+    assert not schema.is_valid(good.replace('tests="1"', 'tests="one"'))
+    assert not schema.is_valid(good.replace("<testcase", "<case"))
+
+
+def test_junit_to_a_missing_folder_is_bad_usage(vmcli, folder, tmp_path) -> None:
+    p = vmcli("check", folder, "--junit", tmp_path / "no" / "such" / "c.xml")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and p.stdout == ""
