@@ -5,9 +5,14 @@ no URL (the SVG needs no `xmlns` inside HTML). Lifelines run down from each part
 time runs down a step axis on the left, one row per step at which something happens
 (steps where nothing is drawn are skipped, so the axis labels say which step a row is);
 each message is an arrow slanted from the row of its send to the row of its receipt,
-labelled with its kind; a message never received ends in a cross; each invariant
-violation is a note on its own row. Hovering an arrow or a note shows the details (SVG
-`<title>`). Elements carry the classes `participant`, `lifeline`, `arrow` and `note`.
+labelled with its kind; a message never received ends in a cross. What each CPU did
+to a page's translation — a fault, a PTE installed or zapped, a TLB filled or flushed,
+a load or a store with its value — is a box on that CPU's lifeline with its text
+beside it (a load through a stale TLB entry in red, saying why). Each invariant
+violation is a note on its own row with its whole text, wrapped, never cut: nothing
+needs hovering to be read (the SVG `<title>`s repeat the details for a tooltip).
+Elements carry the classes `participant`, `lifeline`, `arrow`, `action` (`action
+stale` for a stale access) and `note`.
 
 The markup is also well-formed XML, so it parses with `xml.etree` as well as with an
 HTML parser.
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 from html import escape
 
-from vmactors.inspect.diagram import Message, Note, Sequence
+import textwrap
+
+from vmactors.inspect.diagram import Action, Message, Note, Sequence
 
 COL_W = 160  # distance between lifelines
 LEFT = 70  # room for the step axis
@@ -25,7 +32,8 @@ BOX_W, BOX_H = 120, 30  # participant box
 TOP = 10
 ROW_H = 30
 CHAR_W = 7.2  # width of a 12px monospace character, for sizing note boxes
-NOTE_MAX_CHARS = 70
+NOTE_WRAP = 110  # a note's lines are wrapped at this many characters, never cut
+LINE_H = 15  # a wrapped note's line height
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 16px; color: #222; background: #fff; }
@@ -43,6 +51,10 @@ svg { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; ba
 .arrow.pending text { fill: #a33; }
 .note rect { fill: #fff3cd; stroke: #c0392b; stroke-width: 1.2; }
 .note text { fill: #8b1a1a; font-weight: bold; }
+.action rect { fill: #e8f1e4; stroke: #3d7a32; stroke-width: 1; }
+.action text { fill: #24501d; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+.action.stale rect { fill: #f9d6d5; stroke: #c0392b; stroke-width: 2; }
+.action.stale text { fill: #b0201a; font-weight: bold; }
 """.strip()
 
 
@@ -58,39 +70,56 @@ class _Layout:
     def __init__(self, seq: Sequence) -> None:
         self.seq = seq
         self.col = {actor: i for i, actor in enumerate(seq.participants)}
-        # Rows: (step, 0) where a message starts or ends, then (step, 1 + i) for the
-        # i-th violation noted at that step, so a note never sits on an arrow's end.
-        rows: set[tuple[int, int]] = set()
+        # Rows, in order: (step, 0, 0) where a message starts or ends; (step, 1, i) for
+        # the i-th action of the step; (step, 2, i) for its i-th violation. A row is as
+        # tall as its longest note.
+        rows: set[tuple[int, int, int]] = set()
         for msg in seq.messages:
-            rows.add((msg.send_step, 0))
+            rows.add((msg.send_step, 0, 0))
             if msg.recv_step is not None:
-                rows.add((msg.recv_step, 0))
-        per_step: dict[int, int] = {}
-        self.note_row: dict[int, tuple[int, int]] = {}
-        for i, note in enumerate(seq.notes):
-            n = per_step[note.step] = per_step.get(note.step, 0) + 1
-            self.note_row[i] = (note.step, n)
-            rows.add((note.step, n))
+                rows.add((msg.recv_step, 0, 0))
+        self.item_row: dict[int, tuple[int, int, int]] = {}
+        per_step: dict[tuple[int, int], int] = {}
+        for kind, items in ((1, seq.actions), (2, seq.notes)):
+            for item in items:
+                n = per_step[(item.step, kind)] = per_step.get((item.step, kind), 0) + 1
+                self.item_row[id(item)] = (item.step, kind, n)
+                rows.add((item.step, kind, n))
         self.rows = sorted(rows)
-        self.rank = {row: i for i, row in enumerate(self.rows)}
+        heights = {row: ROW_H for row in self.rows}
+        for note in seq.notes:
+            row = self.item_row[id(note)]
+            heights[row] = max(ROW_H, len(_note_lines(note)) * LINE_H + 12)
         self.axis_top = TOP + BOX_H + 24
+        self.top: dict[tuple[int, int, int], float] = {}
+        y = float(self.axis_top)
+        for row in self.rows:
+            self.top[row] = y
+            y += heights[row]
+        self.heights = heights
         self.width = LEFT + max(1, len(seq.participants)) * COL_W + 20
         for note in seq.notes:
             x0, w = _note_box(self, note)
             self.width = max(self.width, int(x0 + w) + 10)
-        self.height = self.axis_top + max(1, len(self.rows)) * ROW_H + 20
+        for action in seq.actions:
+            x = self.x(action.actor) + 10 + len(action.label) * CHAR_W
+            self.width = max(self.width, int(x) + 10)
+        self.height = int(y) + 20
 
     def x(self, actor: str) -> float:
         return LEFT + self.col[actor] * COL_W + COL_W / 2
 
-    def y(self, row: tuple[int, int]) -> float:
-        return self.axis_top + self.rank[row] * ROW_H + ROW_H / 2
+    def y(self, row: tuple[int, int, int]) -> float:
+        return self.top[row] + self.heights[row] / 2
+
+    def msg_y(self, step: int) -> float:
+        return self.y((step, 0, 0))
 
 
 def _arrow(lay: _Layout, msg: Message) -> str:
-    x1, y1 = lay.x(msg.src), lay.y((msg.send_step, 0))
+    x1, y1 = lay.x(msg.src), lay.msg_y(msg.send_step)
     pending = msg.recv_step is None
-    y2 = y1 + ROW_H * 0.6 if pending else lay.y((msg.recv_step, 0))  # type: ignore[arg-type]
+    y2 = y1 + ROW_H * 0.6 if pending else lay.msg_y(msg.recv_step)  # type: ignore[arg-type]
     cls = "arrow pending" if pending else "arrow"
     marker = "url(#vm-cross)" if pending else "url(#vm-head)"
     if msg.src == msg.dst:
@@ -111,25 +140,28 @@ def _arrow(lay: _Layout, msg: Message) -> str:
         )
         lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 5
         anchor = ""
-    received = "never received" if pending else f"received at step {msg.recv_step}"
+    received = ("never received" if msg.recv_later is None else f"received at step {msg.recv_later}, after the "
+                "window drawn") if pending else f"received at step {msg.recv_step}"
     cause = f", caused by message {msg.cause}" if msg.cause is not None else ""
     payload = f"; {msg.payload}" if msg.payload else ""
     title = f"message {msg.msg_id}: {msg.src} -> {msg.dst} {msg.kind}, sent at step {msg.send_step}, {received}{cause}{payload}"
+    label = msg.kind if msg.recv_later is None else f"{msg.kind} (-> step {msg.recv_later})"
     return (
         f'<g class="{cls}" data-msg-id="{_e(msg.msg_id)}" data-kind="{_e(msg.kind)}">'
         f"<title>{_e(title)}</title>{shape}"
-        f'<text x="{_fmt(lx)}" y="{_fmt(ly)}"{anchor}>{_e(msg.kind)}</text></g>'
+        f'<text x="{_fmt(lx)}" y="{_fmt(ly)}"{anchor}>{_e(label)}</text></g>'
     )
 
 
-def _note_text(note: Note) -> str:
-    return note.text if len(note.text) <= NOTE_MAX_CHARS else note.text[: NOTE_MAX_CHARS - 3] + "..."
+def _note_lines(note: Note) -> list[str]:
+    """A note's whole text (`step N: !! invariant: detail`), wrapped, never cut."""
+    return textwrap.wrap(f"step {note.step}: {note.text}", NOTE_WRAP, subsequent_indent="  ") or [""]
 
 
 def _note_box(lay: _Layout, note: Note) -> tuple[float, float]:
     """(left x, width) of a note: centred under the lifelines it is about, never over
     the step axis."""
-    w = len(_note_text(note)) * CHAR_W + 16
+    w = max(len(line) for line in _note_lines(note)) * CHAR_W + 16
     actors = [a for a in note.actors if a in lay.col] or list(lay.seq.participants)
     if actors:
         left = min(lay.x(a) for a in actors)
@@ -141,16 +173,33 @@ def _note_box(lay: _Layout, note: Note) -> tuple[float, float]:
     return x0, w
 
 
-def _note(lay: _Layout, i: int, note: Note) -> str:
-    y = lay.y(lay.note_row[i])
-    text = _note_text(note)
+def _note(lay: _Layout, note: Note) -> str:
+    row = lay.item_row[id(note)]
+    top, h = lay.top[row], lay.heights[row]
+    lines = _note_lines(note)
     x0, w = _note_box(lay, note)
     title = f"step {note.step}: {note.invariant}" + (f": {note.detail}" if note.detail else "")
+    text = "".join(f'<tspan x="{_fmt(x0 + 8)}" dy="{LINE_H if i else 0}">{_e(line)}</tspan>'
+                   for i, line in enumerate(lines))
+    first = top + (h - len(lines) * LINE_H) / 2 + LINE_H - 3
     return (
         f'<g class="note" data-step="{note.step}" data-invariant="{_e(note.invariant)}">'
         f"<title>{_e(title)}</title>"
-        f'<rect x="{_fmt(x0)}" y="{_fmt(y - 11)}" width="{_fmt(w)}" height="22" rx="3"/>'
-        f'<text x="{_fmt(x0 + 8)}" y="{_fmt(y + 4)}">{_e(text)}</text></g>'
+        f'<rect x="{_fmt(x0)}" y="{_fmt(top + 3)}" width="{_fmt(w)}" height="{_fmt(h - 6)}" rx="3"/>'
+        f'<text x="{_fmt(x0 + 8)}" y="{_fmt(first)}">{text}</text></g>'
+    )
+
+
+def _action(lay: _Layout, action: Action) -> str:
+    y = lay.y(lay.item_row[id(action)])
+    x = lay.x(action.actor)
+    cls = "action stale" if action.stale else "action"
+    title = f"step {action.step}: {action.actor} {action.kind}: {action.label}"
+    return (
+        f'<g class="{cls}" data-step="{action.step}" data-actor="{_e(action.actor)}" data-kind="{_e(action.kind)}">'
+        f"<title>{_e(title)}</title>"
+        f'<rect x="{_fmt(x - 5)}" y="{_fmt(y - 8)}" width="10" height="16" rx="2"/>'
+        f'<text x="{_fmt(x + 10)}" y="{_fmt(y + 4)}">{_e(action.label)}</text></g>'
     )
 
 
@@ -193,12 +242,13 @@ def render_svg(seq: Sequence) -> str:
             f'<rect x="{_fmt(x - BOX_W / 2)}" y="{TOP}" width="{BOX_W}" height="{BOX_H}" rx="4"/>'
             f'<text x="{_fmt(x)}" y="{TOP + BOX_H / 2 + 4}">{_e(actor)}</text></g>'
         )
-    note_index = {id(note): i for i, note in enumerate(seq.notes)}
     for _step, item in seq.items():
         if isinstance(item, Message):
             out.append(_arrow(lay, item))
+        elif isinstance(item, Action):
+            out.append(_action(lay, item))
         else:
-            out.append(_note(lay, note_index[id(item)], item))
+            out.append(_note(lay, item))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -211,8 +261,10 @@ def render_html(seq: Sequence, subtitle: str = "") -> str:
         outcome = seq.end.get("outcome", "?")
         violations = seq.end.get("violations") or []
         meta.append(f"outcome {outcome}" + (f" ({', '.join(map(str, violations))})" if violations else ""))
-    n, v = len(seq.messages), len(seq.notes)
-    meta.append(f"{n} message{'s' * (n != 1)}, {v} violation{'s' * (v != 1)} drawn")
+    n, v, a = len(seq.messages), len(seq.notes), len(seq.actions)
+    stale = sum(1 for x in seq.actions if x.stale)
+    meta.append(f"{n} message{'s' * (n != 1)}, {a} action{'s' * (a != 1)}"
+                + (f" ({stale} stale)" if stale else "") + f", {v} violation{'s' * (v != 1)} drawn")
     if subtitle:
         meta.append(subtitle)
     return (
