@@ -306,6 +306,15 @@ COMMANDS: list[Callable[[Any], None]] = [add_run, add_explore, add_replay, add_c
                                          add_policies]
 
 
+def add_bench(sub: Any) -> None:
+    from .perf.command import register  # modelled performance: vmactors/perf
+
+    register(sub)
+
+
+COMMANDS.append(add_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vmactors",

@@ -13,7 +13,7 @@ import pytest
 from vmactors.cli import COMMANDS, build_parser
 from vmactors.version import __version__
 
-SUBCOMMANDS = ["run", "explore", "replay", "check", "inspect", "matrix", "policies"]
+SUBCOMMANDS = ["run", "explore", "replay", "check", "inspect", "matrix", "policies", "bench"]
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -69,7 +69,7 @@ def test_version(vmcli, cli) -> None:
     (["matrix", "--policy", "glise"], "did you mean 'glisse'?"),
     (["explore", "mapfixed-two-readers", "--strategy", "pc"], "did you mean 'pct'?"),
     (["explor", "mapfixed-two-readers"], "did you mean 'explore'?"),
-    (["explore", "mapfixed-two-readers", "--rnus", "3"], "did you mean '--runs'?"),
+    (["explore", "mapfixed-two-readers", "--rnus", "3"], "did you mean '--runs'"),
     (["explore", "mapfixed-two-reader"], "no library scenario of that name; did you mean 'mapfixed-two-readers'"),
     (["run", "mapfixed-two-readers", "--seed", "x"], "not an integer: 'x'"),
 ])

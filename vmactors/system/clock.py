@@ -23,9 +23,10 @@ a step's footprint (`line_of`): a PTE's line (8 PTEs per 64-byte line) and, for 
 write, the page-table lock of its page-table page (one per 512 PTEs); the VMA tree
 (one line: the root of a small maple tree); each VMA; each record of the locking
 design (a VMA's reference count, its `vm_refcnt`, the fences; `("policy", mm, key)`);
-a page-cache slot. The service actors have words of their own: the rwsem's count
-word (`mmap_sem`, one per mm), touched by every lock request on behalf of the CPU
-that makes it; the shootdown's flush/ack word per initiating CPU; RCU's
+a page-cache slot. The service actors have words of their own, written by the CPU
+step that sends them a request, as the kernel's atomic on them runs on the requesting
+CPU: the rwsem's count word (`mmap_sem`, one per mm; a grant to a waiter touches it
+again, for the woken CPU), the shootdown's flush/ack word per initiating CPU, RCU's
 quiescent-state mask. Frames (page contents: their zeroing is an event cost), the
 free list (per-CPU page lists in Linux), TLBs (not memory) and the invariant
 checkers' bookkeeping are not lines.
@@ -46,8 +47,8 @@ contention rule, MESI reduced to what costs time:
   the shootdown and RCU words) costs `atomic_ns` more: a locked instruction.
 
 Service actors (tree owner, shootdown, RCU, rwsem) stand for work the kernel does on
-some CPU: their lines are accessed as the CPU that asked (the sender of the message
-they handle, or the CPU a grant goes to); they pay no `cpu_step_ns`.
+some CPU: the lines they touch are accessed as the CPU that asked (the sender of the
+message they handle); they pay no `cpu_step_ns`.
 
 Virtual time follows this model exactly only under the timed scheduler, which runs
 steps in the order of their virtual start. Other strategies run steps in any order,
@@ -62,7 +63,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ import immutables
 
 from ..actors.effects import Effects, RecordingEffects
 from ..actors.footprint import Obj
-from ..actors.messages import Ack, Envelope, Flush, Qs
+from ..actors.messages import Ack, Envelope, Flush, Message, Qs
 from ..errors import UsageError
 from ..ids import MM0, ActorId, ActorKind
 from ..log.schema import Event
@@ -88,8 +89,13 @@ def _param(default: int, unit: str, doc: str, source: str) -> Any:
 @attrs.frozen
 class Costs:
     """Every parameter of the cost model, with its default and the default's source.
-    The defaults describe one recent x86 server (a two-socket Ice Lake Xeon) and are
-    the same for every workload; a TOML file overrides any of them (`load_costs`)."""
+    The defaults describe one recent x86 server (an Ice Lake Xeon socket, 64 CPUs) and
+    are the same for every workload; a TOML file overrides any of them (`load_costs`).
+
+    With more CPUs than `cpus_per_socket`, a line's transfers alternate between local
+    and remote in whatever pattern the CPUs' lockstep falls into (every CPU runs at
+    exactly the modelled speed), and that pattern, not the design, can then decide a
+    comparison: read two-socket figures with care."""
 
     cpu_step_ns: int = _param(
         30, "ns", "a CPU step: the kernel code between two interleaving points of a protocol",
@@ -99,8 +105,9 @@ class Costs:
     remote_line_transfer_ns: int = _param(
         108, "ns", "a cache line moving between the two sockets", f"{_CORE2CORE}: 108 ns between two sockets")
     cpus_per_socket: int = _param(
-        32, "CPUs", "CPUs per socket (CPU i is on socket i // cpus_per_socket)",
-        "Xeon Platinum 8375C: 32 cores per socket")
+        64, "CPUs", "CPUs per socket (CPU i is on socket i // cpus_per_socket)",
+        "one Ice Lake socket with 32 cores / 64 threads, the machine of the per-VMA lock measurement "
+        "(hyper-thread siblings are not told apart)")
     llc_ns: int = _param(
         20, "ns", "reading a line no core holds modified (served by the last-level cache)",
         "estimate: an L3 hit, ~60 cycles at 2.9 GHz")
@@ -227,6 +234,21 @@ def page_table_lock(obj: Obj) -> Line:
     return ("ptl", obj[1], page >> _PT_PAGE_SHIFT)
 
 
+def service_word(dst: ActorId, msg: Message, cpu: int) -> Line | None:
+    """The service actor's word a CPU's request to it writes (an atomic on the
+    requesting CPU, as in the kernel: the rwsem count, the flush/ack word of a
+    shootdown, RCU's quiescent-state mask), or None."""
+    if dst.kind is ActorKind.MMAP_SEM:
+        return ("mmap_sem", getattr(msg, "mm", MM0))
+    if isinstance(msg, Flush):
+        return ("flush", cpu)
+    if isinstance(msg, Ack):
+        return ("flush", msg.token.initiator)
+    if isinstance(msg, Qs):
+        return ("rcu",)
+    return None
+
+
 #: What `vmactors bench` calls each kind of line when it reports waits.
 _POLICY_NAMES = {"ref": "vma refcount", "readers": "vm_refcnt", "drain_waiter": "vm_refcnt",
                  "write_locked": "vma write lock", "fences": "fence"}
@@ -317,19 +339,24 @@ class CostModel:
         self._dirty = False
 
     def step(self, actor: ActorId, accesses: Mapping[Obj, bool], events: Iterable[Event | int],
-             env: Envelope | None, start: int, caches: immutables.Map[Hashable, Hashable]) -> StepCost:
+             env: Envelope | None, start: int, caches: immutables.Map[Hashable, Hashable],
+             sent: Iterable[tuple[ActorId, Message]] = ()) -> StepCost:
         """The end of a step of `actor` that began at `start`, touched `accesses`
-        (object -> wrote it, in order) and logged `events`; and the caches after it."""
+        (object -> wrote it, in order), logged `events` and sent `sent`; and the
+        caches after it."""
         c = self.costs
         t = start
         on_behalf: int
         lines: list[tuple[Line, bool]] = []
-        if actor.kind is ActorKind.CPU:
+        cpu = actor.kind is ActorKind.CPU
+        if cpu:
             t += c.cpu_step_ns
             on_behalf = actor.index
         else:
             on_behalf = self._on_behalf(actor, env, events)
-            lines += self._service_lines(actor, env, on_behalf)
+            if actor.kind is ActorKind.MMAP_SEM and env is None:
+                # A grant: the woken CPU takes the count word.
+                lines.append((("mmap_sem", MM0), True))
         for obj, wrote in accesses.items():
             line = line_of(obj)
             if line is None:
@@ -337,6 +364,11 @@ class CostModel:
             if wrote and line[0] == "pte":
                 lines.append((page_table_lock(obj), True))
             lines.append((line, wrote))
+        if cpu:
+            for dst, msg in sent:
+                word = service_word(dst, msg, on_behalf)
+                if word is not None:
+                    lines.append((word, True))
         waits: list[tuple[str, int]] = []
         if lines:
             self._dirty = False
@@ -361,23 +393,6 @@ class CostModel:
             if isinstance(who, int):
                 return who
         return 0
-
-    @staticmethod
-    def _service_lines(actor: ActorId, env: Envelope | None, cpu: int) -> Sequence[tuple[Line, bool]]:
-        """The service actors' own words a step touches."""
-        if actor.kind is ActorKind.MMAP_SEM:
-            mm = getattr(env.msg, "mm", MM0) if env is not None else MM0
-            return [(("mmap_sem", mm), True)]
-        if env is None:
-            return ()
-        msg = env.msg
-        if isinstance(msg, Flush):
-            return [(("flush", cpu), True)]
-        if isinstance(msg, Ack):
-            return [(("flush", msg.token.initiator), True)]
-        if isinstance(msg, Qs):
-            return [(("rcu",), True)]
-        return ()
 
     def _transfer_ns(self, cpu: int, holder: int, sharers: int) -> int:
         """A transfer to `cpu` from the holder, or invalidating the sharers."""

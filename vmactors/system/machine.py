@@ -163,7 +163,7 @@ class Machine:
         # Virtual time: the step starts when both the actor and the message are ready;
         # the cost model times what it touched and logged.
         start = clock if env is None else max(clock, env.sent_at)
-        cost = self.cost.step(actor.id, getattr(fx, "accesses", {}), fx.events, env, start, world.caches)
+        cost = self.cost.step(actor.id, getattr(fx, "accesses", {}), fx.events, env, start, world.caches, fx.out)
         end = cost.end
         cause = env.msg_id if env is not None else None
         sent = tuple(Envelope(actor.id, dst, msg, first_msg_id + i, cause, end) for i, (dst, msg) in enumerate(fx.out))

@@ -1,0 +1,1 @@
+"""Modelled performance: workloads, the timed scheduler, `vmactors bench`."""
