@@ -185,7 +185,7 @@ SETUP_EVENTS: dict[str, tuple[str, ...]] = {
 #: Events about memory: `addr` (page-aligned int) and `pages` are required.
 MEMORY_EVENTS = LS.MEMORY_EVENTS
 SINGLE_PAGE = LS.SINGLE_PAGE
-INVARIANTS = ("coherence", "frame-uaf", "vma-uaf", "orphan-pte", "munmap-incomplete", "deadlock")
+INVARIANTS = tuple(LS.INVARIANTS)
 
 
 def _logged_by(who: str, actor: str) -> bool:

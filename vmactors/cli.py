@@ -593,16 +593,19 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
     chosen = args.policies or list(MAIN_POLICIES)
     if args.markdown:  # the tables only, as docs/policies/*.md embed them
-        print("\n\n".join(protocol_tables(name, POLICIES[name].protocol, markdown=True) for name in chosen))
+        print("\n\n".join(protocol_tables(name, POLICIES[name].protocol, markdown=True, kernel=POLICIES[name])
+                          for name in chosen))
         return 0
     others = [n for n in POLICY_NAMES if n not in MAIN_POLICIES and n not in ABLATIONS]
     print("policies:")
     for name in MAIN_POLICIES:
         print(f"  {name:<28} {POLICIES[name].summary}")
+        print(f"  {'':<28} kernel: {POLICIES[name].kernel}")
     if others:
         print("other designs:")
         for name in others:
             print(f"  {name:<28} {POLICIES[name].summary}")
+            print(f"  {'':<28} kernel: {POLICIES[name].kernel}")
     print("ablations (each removes one safeguard):")
     for name in ABLATIONS:
         print(f"  {name:<28} {POLICIES[name].summary}")
@@ -610,7 +613,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
     if args.protocols:
         for name in chosen:
             print()
-            print(protocol_tables(name, POLICIES[name].protocol))
+            print(protocol_tables(name, POLICIES[name].protocol, kernel=POLICIES[name]))
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmactors.policies import POLICY_NAMES
+from vmactors.policies import ABLATIONS, POLICY_NAMES
 
 CLEAN = """\
 name = "clean"
@@ -82,7 +82,7 @@ prefault = [0, 1]
 [[thread]]
 ops = ["r0 = load A"]
 [[thread]]
-ops = ["munmap B"]
+ops = ["mprotect B prot=none"]
 """)
     codes = {}
     for seed in range(12):
@@ -220,11 +220,14 @@ def test_replay_exit_2_on_a_bad_replay_file(vmcli, tmp_path, content) -> None:
 def test_policies_lists_every_policy_and_ablation(vmcli) -> None:
     p = vmcli("policies")
     assert p.returncode == 0
-    listed = [line.split()[0] for line in p.stdout.splitlines() if line.startswith("  ")]
-    assert listed == list(POLICY_NAMES)
-    for line in p.stdout.splitlines():
-        if line.startswith("  "):
-            assert len(line.split(None, 1)) == 2  # a name and what it models
+    entries = [line for line in p.stdout.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    assert [line.split()[0] for line in entries] == list(POLICY_NAMES)
+    for line in entries:
+        assert len(line.split(None, 1)) == 2  # a name and what it models
+    # every design (not the ablations) names the kernel it models
+    kernels = [line.split("kernel: ", 1)[1] for line in p.stdout.splitlines() if line.startswith("   ")
+               and "kernel: " in line]
+    assert len(kernels) == len(POLICY_NAMES) - len(ABLATIONS) and all(kernels)
 
 
 COMMANDS = ["run", "explore", "replay", "check", "inspect", "matrix", "policies"]

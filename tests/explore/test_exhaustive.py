@@ -1,4 +1,4 @@
-"""Exhaustive exploration (DESIGN §3): outcome sets and interleaving counts derived by
+"""Exhaustive exploration (docs/design.md#reproducible-runs): outcome sets and interleaving counts derived by
 hand, completeness, and what a cut says."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_a_deadlock_is_a_final_state_and_counts(scenario) -> None:
         [[thread]]
         ops = ["r0 = load A"]
         [[thread]]
-        ops = ["munmap B"]
+        ops = ["mprotect B prot=none"]
     """)
     e, choices = explore_exhaustive(s, "mmap_sem-irqs-off-wait")
     ends = {st.end for st in e.states}
@@ -241,14 +241,18 @@ def count_paths(scen, policy: str, invariant: str) -> tuple[int, int]:
         [[thread]]
         ops = ["munmap A"]
     """),
+    # munmap downgrades mmap_sem before its flush; mprotect holds it for write across its flush
     ("mmap_sem-irqs-off-wait", "deadlock", """
-        name = "fault-vs-munmap"
+        name = "fault-vs-mprotect"
         [[map]]
         name = "A"
+        [[map]]
+        name = "B"
+        prefault = [0]
         [[thread]]
         ops = ["r0 = load A"]
         [[thread]]
-        ops = ["munmap A"]
+        ops = ["mprotect B prot=none"]
     """),
 ])
 def test_violation_runs_count_the_interleavings_through_a_violation(scenario, policy, invariant, text) -> None:

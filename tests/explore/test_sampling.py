@@ -1,4 +1,4 @@
-"""Random and PCT sampling (DESIGN §3), and `--jobs 2` giving the same results as
+"""Random and PCT sampling (docs/design.md#reproducible-runs), and `--jobs 2` giving the same results as
 `--jobs 1` (for sampling and for exhaustive multi-policy exploration)."""
 
 from __future__ import annotations
@@ -45,15 +45,25 @@ def test_sampled_states_are_real_states(scenario, strategy) -> None:
 
 
 def test_random_sampling_finds_every_outcome_of_a_tiny_scenario(scenario) -> None:
-    s = scenario(SCENARIO)
-    [e], _ = explore(s, ["mmap_sem"], ExploreOptions(strategy="random", runs=300, seed=1, save=None))
+    s = scenario("""
+        name = "tiny"
+        exists = "0:r0 = segv"
+        [[map]]
+        name = "A"
+        fill = 1
+        [[thread]]
+        ops = ["r0 = load A"]
+        [[thread]]
+        ops = ["munmap A"]
+    """)
+    [e], _ = explore(s, ["mmap_sem"], ExploreOptions(strategy="random", runs=100, seed=1, save=None))
     full, _ = explore_exhaustive(s, "mmap_sem")
     assert {st.regs for st in e.states} == {st.regs for st in full.states}
     assert e.exists == "sometimes"
 
 
 def test_pct_reaches_the_ipi_before_the_next_load(scenario) -> None:
-    """DESIGN §3: a CPU with an IPI waiting may first run its next op, or take the IPI.
+    """docs/design.md#reproducible-runs: a CPU with an IPI waiting may first run its next op, or take the IPI.
     Here (r0, r1) = (1, segv) needs cpu0 to take munmap's IPI between its two loads."""
     s = scenario(SCENARIO)
     [e], _ = explore(s, ["mmap_sem"], ExploreOptions(strategy="pct", runs=300, depth=3, save=None))

@@ -246,7 +246,7 @@ BLOCKED_READER = """
     [[thread]]
     ops = ["r0 = load A"]
     [[thread]]
-    ops = ["munmap B"]
+    ops = ["mprotect B prot=r"]
 """
 
 
@@ -301,6 +301,21 @@ REUSE = """
     ops = ["B = mmap", "r0 = load B"]
 """
 
+OBJECT_REUSE = """
+    name = "vma-object-reuse"
+    cpus = 2
+    [[map]]
+    name = "A"
+    fill = 1
+    [[map]]
+    name = "C"
+    prefault = []
+    [[thread]]
+    ops = ["r0 = load A"]
+    [[thread]]
+    ops = ["munmap A", "B = mmap 2 fill=7"]
+"""
+
 ABLATIONS = [
     ("mmap_sem-free-before-flush", "mmap_sem", "frame-uaf", STALE),
     ("mmap_sem-irqs-off-wait", "mmap_sem", "deadlock", BLOCKED_READER),
@@ -309,6 +324,7 @@ ABLATIONS = [
     ("wilcox-no-grace", "wilcox", "vma-uaf", FAULT),
     ("wilcox-no-recheck", "wilcox", "orphan-pte", FAULT),
     ("wilcox-early-return", "wilcox", "munmap-incomplete", STALE),
+    ("pervma-no-vma-recheck", "pervma", "wrong-vma", OBJECT_REUSE),
 ]
 
 

@@ -18,7 +18,7 @@ import pytest
 from vmactors.actors.messages import Message
 from vmactors.explore.exhaustive import explore_exhaustive
 from vmactors.log import schema as LS
-from vmactors.policies import ABLATIONS, MAIN_POLICIES
+from vmactors.policies import ABLATIONS, MAIN_POLICIES, POLICY_NAMES
 from vmactors.scenario import load_scenario
 from vmactors.sim.run import Run
 from vmactors.sim.strategies import ReplayStrategy, make
@@ -184,7 +184,7 @@ def test_deadlock_and_step_limit_runs(log_schema, scenario) -> None:
         [[thread]]
         ops = ["r0 = load A"]
         [[thread]]
-        ops = ["munmap B"]
+        ops = ["mprotect B prot=r"]
     """)
     _, choices = explore_exhaustive(scen, "mmap_sem-irqs-off-wait")
     lines = log_schema.check(log_lines(scen, "mmap_sem-irqs-off-wait", ReplayStrategy(choices["deadlock"])))
@@ -240,7 +240,7 @@ def _who(who: str, actor: str) -> str | None:
 
 
 def test_the_schema_says_what_real_logs_show() -> None:
-    """Over the library under the main policies: each line's actor is one the event's
+    """Over the library under every policy: each line's actor is one the event's
     `WHO` names (step-0 set-up lines, whose `DOC` says so, come from `sim`), its keys
     are the class's in log order with every required one there, and every alternative
     of every `WHO` is seen; a message carries `arg` only when the page says its kind has one."""
@@ -249,7 +249,7 @@ def test_the_schema_says_what_real_logs_show() -> None:
     args: dict[str, set[bool]] = {}
     problems: list[str] = []
     for path in LIBRARY:
-        for policy in MAIN_POLICIES:
+        for policy in POLICY_NAMES:
             for seed in range(3):
                 r = vm.run(str(path), policy=policy, seed=seed)
                 for ev in r.all_events:

@@ -175,9 +175,11 @@ def test_unknown_runtime(vm: VM, s: Scenario) -> None:
         vm.run(s, runtime="asyncio")
 
 
-def test_deadlock_is_an_outcome(vm: VM, s: Scenario) -> None:
-    # cpu1 faults on B while cpu0 holds mmap_sem for munmap; with interrupts off
-    # while it waits, cpu1 never acks the shootdown: an ABBA deadlock.
+def test_deadlock_is_an_outcome(vm: VM) -> None:
+    # cpu1 faults on B while cpu0 holds mmap_sem for mprotect (which, unlike munmap,
+    # keeps it for write across its flush); with interrupts off while it waits, cpu1
+    # never acks the shootdown: an ABBA deadlock.
+    s = vm.scenario(MUNMAP_VS_READER.replace('"munmap A"', '"mprotect A prot=none"'))
     sim = vm.start(s, "mmap_sem-irqs-off-wait")
     sim.run_until("lock.acquire", only=["cpu0", "mmap_sem"], cpu=0, mode="write")
     sim.run_until("lock.wait", only=["cpu1", "mmap_sem"], cpu=1)

@@ -12,13 +12,13 @@ from vmactors.testing import VM, SimError
 # --- mmap_sem: a CPU blocked on the rwsem still takes IPIs ---------------------------
 
 MUNMAP_VS_FAULT = {
-    "name": "munmap-vs-fault",
-    "about": "cpu0 munmaps A (write lock held to the end, shootdown included) while cpu1 faults on B.",
+    "name": "mprotect-vs-fault",
+    "about": "cpu0 mprotects A (write lock held to the end, shootdown included) while cpu1 faults on B.",
     "map": [
-        {"name": "A", "fill": 1, "prefault": [0, 1]},  # cpu1 caches A: the munmap must IPI it
+        {"name": "A", "fill": 1, "prefault": [0, 1]},  # cpu1 caches A: the mprotect must IPI it
         {"name": "B", "fill": 5},  # untouched: cpu1's load of B faults and needs the rwsem
     ],
-    "thread": [["munmap A"], ["r0 = load B"]],
+    "thread": [["mprotect A prot=r"], ["r0 = load B"]],
 }
 
 
@@ -26,7 +26,7 @@ def test_mmap_sem_cpu_waiting_for_the_rwsem_still_acks_an_ipi(vm: VM) -> None:
     s = vm.scenario(MUNMAP_VS_FAULT)
     sim = vm.start(s, policy="mmap_sem")
 
-    # cpu0: munmap takes mmap_sem for write.
+    # cpu0: mprotect takes mmap_sem for write.
     sim.run_until("lock.acquire", only="cpu0", cpu=0, mode="write")
     # cpu1: its fault on B queues for the read lock.
     sim.run_until("lock.wait", only="cpu1", cpu=1, lock="mmap_sem", mode="read")
@@ -38,7 +38,7 @@ def test_mmap_sem_cpu_waiting_for_the_rwsem_still_acks_an_ipi(vm: VM) -> None:
     r = sim.finish()
     assert r.outcome == "ok"
     assert r.regs == {"1:r0": 5}
-    # cpu1 got the lock only after cpu0's munmap released it.
+    # cpu1 got the lock only after cpu0's mprotect released it.
     released = r.events(event="lock.release", cpu=0, mode="write")[0]["step"]
     granted = r.events(event="lock.acquire", cpu=1, mode="read")[0]["step"]
     assert granted > released
@@ -56,7 +56,7 @@ def test_mmap_sem_irqs_off_wait_ablation_deadlocks_on_the_same_interleaving(vm: 
         sim.deliver("ipi", to="cpu1")
     r = sim.finish()
     assert r.outcome == "deadlock"
-    assert r.waiting["cpu0"].startswith("flush_done")  # munmap waits for cpu1's ack
+    assert r.waiting["cpu0"].startswith("flush_done")  # mprotect waits for cpu1's ack
     assert r.waiting["cpu1"].startswith("grant")  # cpu1 waits for cpu0's lock
 
 

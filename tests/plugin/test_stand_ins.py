@@ -114,7 +114,8 @@ async def shoot_down(system: Actors, flush: Envelope, cpus: Sequence[str]) -> No
 
 GRANT_ORDER = {
     "name": "grant-order",
-    "about": "cpu0 munmaps A; cpu1 faults on B; cpu2 munmaps B. The test is mmap_sem.",
+    "about": "cpu0 munmaps A; cpu1 faults on B; cpu2 munmaps B. The test is mmap_sem, as before Linux 4.20 "
+             "(munmap holds it for write to the end).",
     "map": [
         {"name": "A", "fill": 1, "prefault": [0, 1, 2]},
         {"name": "B", "fill": 5},  # untouched: cpu1's load faults and needs the rwsem
@@ -126,7 +127,7 @@ GRANT_ORDER = {
 @pytest.mark.parametrize(("first", "r0"), [("reader", 5), ("writer", "segv")])
 async def test_mmap_sem_grant_order_decides_the_fault_and_waiters_take_ipis(vm: VM, first: str,
                                                                            r0: int | str) -> None:
-    async with vm.actors(GRANT_ORDER, "mmap_sem", stand_in=["mmap_sem"]) as system:
+    async with vm.actors(GRANT_ORDER, "mmap_sem-4.19", stand_in=["mmap_sem"]) as system:
         # Every CPU asks; nobody holds the lock yet.
         asks = await receive_all(system, "mmap_sem", 3)
         assert {c: e.kind for c, e in asks.items()} == {"cpu0": "down_write", "cpu1": "down_read",
@@ -169,12 +170,13 @@ async def test_mmap_sem_grant_order_decides_the_fault_and_waiters_take_ipis(vm: 
 
 @pytest.mark.parametrize("acks", [True, False])
 async def test_mmap_sem_real_rwsem_queues_a_reader_behind_the_writer(vm: VM, acks: bool) -> None:
-    """The test is cpu1: it asks the real rwsem for a read lock while cpu0's munmap
-    holds it for write. The rwsem queues it; cpu0's shootdown IPIs it meanwhile. A CPU
-    that acks gets the grant once cpu0 releases; one that does not (interrupts off
-    while waiting) deadlocks the munmap: the mmap_sem-irqs-off-wait ablation."""
+    """The test is cpu1: it asks the real rwsem for a read lock while cpu0's mprotect
+    holds it for write (across its shootdown, in every Linux). The rwsem queues it;
+    cpu0's shootdown IPIs it meanwhile. A CPU that acks gets the grant once cpu0
+    releases; one that does not (interrupts off while waiting) deadlocks the mprotect:
+    the mmap_sem-irqs-off-wait ablation."""
     s = {"name": "reader-behind-writer", "cpus": 2,  # cpu1: no thread, the test plays it
-         "map": [{"name": "A", "fill": 1, "prefault": [0]}], "thread": [["munmap A"]]}
+         "map": [{"name": "A", "fill": 1, "prefault": [0]}], "thread": [["mprotect A prot=r"]]}
     async with vm.actors(s, "mmap_sem", stand_in=["cpu1"]) as system:
         await system.run_until("lock.acquire", cpu=0, lock="mmap_sem", mode="write")
         system.send("cpu1", "mmap_sem", DownRead())

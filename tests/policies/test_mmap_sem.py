@@ -1,10 +1,16 @@
-"""`mmap_sem` (DESIGN §4), litmus style: tiny scenarios, facts over every interleaving
-(`walk` searches system state x a monitor of the log lines) or along chosen ones."""
+"""`mmap_sem` (Linux v5.4) and `mmap_sem-4.19`, litmus style: tiny scenarios, facts
+over every interleaving (`walk` searches system state x a monitor of the log lines)
+or along chosen ones."""
 
 from __future__ import annotations
 
+import pytest
+
 from vmactors.explore.exhaustive import explore_exhaustive
 
+#: cpu1's writer holds mmap_sem for write across its shootdown of B (which cpu0
+#: caches) while cpu0's fault on A queues for the read lock: mprotect always does;
+#: munmap did before 4.20.
 BLOCKED_READER = """
     name = "blocked-reader"
     [[map]]
@@ -15,8 +21,9 @@ BLOCKED_READER = """
     [[thread]]
     ops = ["r0 = load A"]
     [[thread]]
-    ops = ["munmap B"]
+    ops = ["{op}"]
 """
+HOLDERS = [("mmap_sem", "mprotect B prot=r"), ("mmap_sem-4.19", "mprotect B prot=r"), ("mmap_sem-4.19", "munmap B")]
 
 
 def ack_while_waiting(memo, lines):
@@ -33,17 +40,43 @@ def ack_while_waiting(memo, lines):
     return memo
 
 
-def test_a_cpu_blocked_on_the_rwsem_still_acks_an_ipi(scenario, walk) -> None:
-    s = scenario(BLOCKED_READER)
-    ends = walk(s, "mmap_sem", ack_while_waiting, "idle")
+@pytest.mark.parametrize("policy, op", HOLDERS)
+def test_a_cpu_blocked_on_the_rwsem_still_acks_an_ipi(scenario, walk, policy, op) -> None:
+    s = scenario(BLOCKED_READER.format(op=op))
+    ends = walk(s, policy, ack_while_waiting, "idle")
     assert any(t.memo == "acked" for t in ends)
     assert all(t.end == "ok" and not t.violations for t in ends)
     assert {t.regs["0:r0"] for t in ends} == {0}
 
 
+def test_since_4_20_a_reader_waiting_behind_munmap_is_let_in_before_the_shootdown(scenario, walk) -> None:
+    """v5.4's munmap downgrades to read after detaching the VMAs, so the queued fault
+    may be granted before any IPI goes out; before 4.20 it never was: the writer held
+    the lock across its flush."""
+
+    def order(memo, lines):
+        """'idle' -> 'waiting' (cpu0 queued before any IPI went out) -> 'let in' (granted
+        before the first IPI) or 'ipi first'; an IPI before any wait: 'late'."""
+        for ev in lines:
+            if memo == "idle" and ev["event"] == "ipi.send":
+                memo = "late"
+            elif memo == "idle" and ev["event"] == "lock.wait" and ev.get("cpu") == 0:
+                memo = "waiting"
+            elif memo == "waiting" and ev["event"] == "lock.acquire" and ev.get("cpu") == 0:
+                memo = "let in"
+            elif memo == "waiting" and ev["event"] == "ipi.send":
+                memo = "ipi first"
+        return memo
+
+    s = scenario(BLOCKED_READER.format(op="munmap B"))
+    assert "let in" in {t.memo for t in walk(s, "mmap_sem", order, "idle")}
+    old = {t.memo for t in walk(s, "mmap_sem-4.19", order, "idle")}
+    assert "ipi first" in old and "let in" not in old
+
+
 def test_the_ack_while_waiting_in_the_log(scenario, walk, run_events) -> None:
     """Along one such interleaving, the log shows cpu0's wait, its ack, then its grant."""
-    s = scenario(BLOCKED_READER)
+    s = scenario(BLOCKED_READER.format(op="mprotect B prot=r"))
     witness = next(t for t in walk(s, "mmap_sem", ack_while_waiting, "idle") if t.memo == "acked")
     result, lines = run_events(s, "mmap_sem", witness.choices)
     assert result.outcome == "ok"
@@ -54,7 +87,7 @@ def test_the_ack_while_waiting_in_the_log(scenario, walk, run_events) -> None:
 
 
 def test_without_interrupts_the_same_scenario_deadlocks(scenario, walk) -> None:
-    s = scenario(BLOCKED_READER)
+    s = scenario(BLOCKED_READER.format(op="mprotect B prot=r"))
     ends = walk(s, "mmap_sem-irqs-off-wait", ack_while_waiting, "idle")
     assert not any(t.memo == "acked" for t in ends)
     assert any(t.end == "deadlock" for t in ends)
@@ -133,9 +166,11 @@ def test_a_fault_concurrent_with_munmap_ends_in_sigsegv_sometimes_and_breaks_not
     assert e.findings == ()
 
 
-def test_a_fault_that_waited_for_the_writer_finds_nothing(scenario, walk) -> None:
-    """A fault that queued on the rwsem behind munmap always SIGSEGVs: the writer holds
-    the lock to the end, flush and frees included."""
+@pytest.mark.parametrize("policy", ["mmap_sem", "mmap_sem-4.19"])
+def test_a_fault_that_waited_for_the_writer_finds_nothing(scenario, walk, policy) -> None:
+    """A fault that queued on the rwsem behind munmap always SIGSEGVs: the writer lets
+    readers in only once the VMAs are out of the tree (v5.4: at its downgrade; before
+    4.20: at its end)."""
 
     def waited(memo, lines):
         for ev in lines:
@@ -144,7 +179,7 @@ def test_a_fault_that_waited_for_the_writer_finds_nothing(scenario, walk) -> Non
         return memo
 
     s = scenario(FAULT_VS_MUNMAP)
-    ends = walk(s, "mmap_sem", waited, False)
+    ends = walk(s, policy, waited, False)
     assert any(t.memo for t in ends)
     assert all(t.regs["0:r0"] == "segv" for t in ends if t.memo)
 
@@ -166,19 +201,19 @@ def test_map_fixed_faults_wait_then_see_the_new_mapping(scenario) -> None:
 
 
 def test_step_by_step_a_fault_queued_on_the_rwsem_takes_the_ipi(scenario, log_schema) -> None:
-    """Hand-picked steps (`run.enabled()` / `run.take(i)`): munmap B holds the rwsem for
-    write and shoots down; cpu0's fault on A is queued behind it, and still takes the
-    IPI and acks, so the munmap completes and then the fault is granted."""
+    """Hand-picked steps (`run.enabled()` / `run.take(i)`): before 4.20, munmap B holds
+    the rwsem for write and shoots down; cpu0's fault on A is queued behind it, and
+    still takes the IPI and acks, so the munmap completes and then the fault is granted."""
     import io
 
     from vmactors.sim.run import Run
     from vmactors.system.setup import layout
     from vmactors.sim.strategies import ReplayStrategy
 
-    s = scenario(BLOCKED_READER)
+    s = scenario(BLOCKED_READER.format(op="munmap B"))
     b = layout(s)["B"]
     buf = io.BytesIO()
-    run = Run(s, "mmap_sem", ReplayStrategy([]), 0, buf)
+    run = Run(s, "mmap_sem-4.19", ReplayStrategy([]), 0, buf)
     assert b in run.system.cpus[0].tlb
 
     def take(actor: str, src: str | None = None):
@@ -197,7 +232,8 @@ def test_step_by_step_a_fault_queued_on_the_rwsem_takes_the_ipi(scenario, log_sc
     take("tree", "cpu1")                           # NULL over B
     take("cpu1", "tree")
     assert "pte.zap" in names(take("cpu1"))        # zap B's PTE
-    assert "fault.begin" in names(take("cpu0"))    # cpu0 faults on A: down_read
+    assert "fault.begin" in names(take("cpu0"))    # cpu0 faults on A ...
+    take("cpu0")                                   # ... and asks for the read lock
     assert "lock.wait" in names(take("mmap_sem", "cpu0"))
     assert run.system.cpus[0].task.waiting == "grant"
     take("cpu1")                                   # local flush, ask for the shootdown
@@ -212,3 +248,31 @@ def test_step_by_step_a_fault_queued_on_the_rwsem_takes_the_ipi(scenario, log_sc
     assert result.outcome == "ok" and result.regs == {"0:r0": 0}
     log_schema.check(buf.getvalue().splitlines())
 
+
+
+def test_since_4_20_a_fault_sigsegvs_while_a_stale_tlb_still_reads_the_old_page(scenario) -> None:
+    """Glisse's "today behavior": after munmap's downgrade a fault finds no VMA and
+    SIGSEGVs while another CPU's TLB still maps the old page; before 4.20 the fault
+    waited for the whole munmap."""
+    s = scenario("""
+        name = "segv-while-stale"
+        cpus = 3
+        exists = "1:r0 = segv and 2:r1 = 1 and 2:r2 = 1"
+        [[map]]
+        name = "A"
+        kind = "file"
+        file = "f1"
+        fill = 1
+        prefault = [2]
+        [[map]]
+        name = "F"
+        prefault = [1, 2]
+        [[thread]]
+        ops = ["munmap A"]
+        [[thread]]
+        ops = ["r0 = load A", "store F 1"]
+        [[thread]]
+        ops = ["r1 = load F", "r2 = load A"]
+    """)
+    assert explore_exhaustive(s, "mmap_sem")[0].exists == "sometimes"
+    assert explore_exhaustive(s, "mmap_sem-4.19")[0].exists == "never"

@@ -231,3 +231,73 @@ def test_a_write_fault_racing_map_fixed_over_a_read_only_mapping(scenario, polic
     assert e.complete, e.cut
     assert {tuple(st.regs) for st in e.states} == {(), (("0:fault", "segv"),)}
     assert e.findings == ()
+
+
+# --- each ablation differs from wilcox by its one safeguard ---------------------------------------------
+
+
+def test_early_return_frees_only_on_its_own_acks(scenario) -> None:
+    """wilcox-early-return: a munmap returns once its IPIs are sent and its remainder
+    waits for *its* flush_done, not for the flush of the MAP_FIXED that follows it on
+    the same range; the MAP_FIXED itself waits for its acks as in wilcox."""
+    s = scenario("""
+        name = "munmap-then-fixed"
+        cpus = 2
+        [[map]]
+        name = "A"
+        [[thread]]
+        ops = ["munmap A", "mmap A fixed fill=8"]
+        [[thread]]
+        ops = ["r0 = load A", "r1 = load A"]
+    """)
+    assert [f.invariant for f in explore_exhaustive(s, "wilcox")[0].findings] == []
+    assert [f.invariant for f in explore_exhaustive(s, "wilcox-early-return")[0].findings] == ["munmap-incomplete"]
+
+
+def test_free_before_flush_keeps_wilcox_coherence_violation(scenario) -> None:
+    """wilcox-free-before-flush frees once the shootdown is asked for, not inside the
+    zap: a fault between the zap and the flush still gets a fresh frame, and the
+    coherence violation wilcox shows under MAP_FIXED is still there."""
+    s = scenario("""
+        name = "fixed-with-stale-tlb"
+        cpus = 2
+        [[map]]
+        name = "A"
+        fill = 1
+        prefault = [0]
+        [[thread]]
+        ops = ["mmap A fixed fill=2"]
+        [[thread]]
+        ops = ["r0 = load A"]
+    """)
+    base = {f.invariant for f in explore_exhaustive(s, "wilcox")[0].findings}
+    assert base == {"coherence"}
+    assert base <= {f.invariant for f in explore_exhaustive(s, "wilcox-free-before-flush")[0].findings}
+
+
+def test_a_returned_munmaps_remainder_takes_only_its_own_flush_done() -> None:
+    """The remainder of an early-returned munmap (its `tail`) and a later syscall on the
+    same range both wait for a `flush_done`: each takes only its own, by the syscall
+    that asked (the op index), never by the range."""
+    import immutables
+
+    from vmactors.actors.base import step_actor
+    from vmactors.actors.cpu import CpuActor
+    from vmactors.actors.messages import FlushDone
+    from vmactors.actors.tasks import CpuState, Program, SyscallTask, ThreadProgram
+    from vmactors.ids import SHOOTDOWN
+    from vmactors.mm.world import World
+    from vmactors.ops import Munmap
+    from vmactors.policies import get_policy
+
+    addr = MMAP_BASE - PAGE_SIZE
+    program = Program(threads=(ThreadProgram(0, (Munmap("A"), Munmap("A")), ("munmap A", "munmap A")),),
+                      maps=immutables.Map({"A": (addr, 1)}))
+    actor = CpuActor(0, get_policy("wilcox-early-return"), program)
+    tail = SyscallTask(op="munmap", phase="tail", start=addr, pages=1, waiting="flush_done", index=0)
+    later = SyscallTask(op="munmap", phase="free", start=addr, pages=1, waiting="flush_done", index=1)
+    state = CpuState(id=0, thread=0, pc=1, task=later, tail=tail)
+    out = step_actor(actor, state, World.empty(), FlushDone(addr=addr, pages=1, op=1), src=SHOOTDOWN)
+    assert out.state.tail == tail  # the later syscall went on; the remainder still waits for its own
+    out = step_actor(actor, state, World.empty(), FlushDone(addr=addr, pages=1, op=0), src=SHOOTDOWN)
+    assert out.state.tail is None and out.state.task == later  # the remainder ran; the later syscall still waits

@@ -190,6 +190,11 @@ def test_madvise_with_something_after_the_advice() -> None:
     check(err, "bad.toml:5:9:", "unexpected 'now'")
 
 
+def test_a_policy_name_with_a_dot_must_be_quoted_in_expect() -> None:
+    err = error(HEAD, 'exists = "0:r0 = 1"', *THREAD, "[expect]", 'mmap_sem-4.19 = "never"')
+    check(err, "bad.toml:6:1:", "unknown policy 'mmap_sem-4'", 'quote the name: "mmap_sem-4.19"')
+
+
 def test_undefined_label() -> None:
     err = error(HEAD, "[[map]]", 'name = "A"', "[[thread]]", 'ops = ["r0 = load B"]')
     check(err, "bad.toml:5:9:", "undefined label 'B'", "r0 = load B")

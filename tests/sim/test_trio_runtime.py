@@ -156,7 +156,7 @@ async def test_a_deadlock_ends_the_same_way(scenario, walk) -> None:
         [[thread]]
         ops = ["r0 = load A"]
         [[thread]]
-        ops = ["munmap B"]
+        ops = ["mprotect B prot=r"]
     """)
     dead = next(t for t in walk(s, "mmap_sem-irqs-off-wait") if t.end == "deadlock")
     want = direct(s, "mmap_sem-irqs-off-wait", ReplayStrategy(dead.choices))

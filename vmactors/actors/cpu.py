@@ -34,7 +34,7 @@ from .base import Actor
 from .effects import Effects, TlbAccess
 from .footprint import EMPTY, Footprint
 from .kernel import Kernel
-from .messages import INTERRUPTS, Ack, Envelope, Ipi, MapRequest, Message, Qs, QsRequest
+from .messages import INTERRUPTS, Ack, Envelope, FlushDone, Ipi, MapRequest, Message, Qs, QsRequest
 from .phases import EXIT, START, View
 from .policy import Policy
 from .tasks import CpuState, FaultTask, Program, SyscallTask, Task, ThreadProgram
@@ -138,8 +138,10 @@ class CpuActor(Actor[CpuState]):
 
     @staticmethod
     def _for_tail(state: CpuState, msg: Message) -> bool:
+        """Whether `msg` completes the remainder of a syscall that already returned:
+        the `flush_done` of that syscall's own flush."""
         tail = state.tail
-        return tail is not None and msg.KIND == tail.waiting and msg.range is not None and msg.range[0] == tail.start
+        return tail is not None and isinstance(msg, FlushDone) and msg.op == tail.index
 
     def _run(self, k: Kernel, task: Task, msg: Message | None, *, tail: bool) -> None:
         """Run `task`'s phase (woken by `msg`, if any) and move it to the next one."""
@@ -187,20 +189,23 @@ class CpuActor(Actor[CpuState]):
         new_vma = f"{self.thread.thread}.{state.pc}"
         if isinstance(op, Mmap):
             req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, at=op.at)
-            return SyscallTask(op="mmap", phase=START, start=None, pages=op.pages, request=req, label=op.label)
+            return SyscallTask(op="mmap", phase=START, start=None, pages=op.pages, request=req, label=op.label,
+                               index=state.pc)
         if isinstance(op, MmapFixed):
             start, _ = label_range(state, self.program, op.label)
             req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, at=start)
-            return SyscallTask(op="mmap-fixed", phase=START, start=start, pages=op.pages, request=req)
+            return SyscallTask(op="mmap-fixed", phase=START, start=start, pages=op.pages, request=req,
+                               index=state.pc)
         if isinstance(op, Munmap):
             start, pages = label_range(state, self.program, op.label)
-            return SyscallTask(op="munmap", phase=START, start=start, pages=pages)
+            return SyscallTask(op="munmap", phase=START, start=start, pages=pages, index=state.pc)
         if isinstance(op, Mprotect):
             start, pages = label_range(state, self.program, op.label)
-            return SyscallTask(op="mprotect", phase=START, start=start, pages=pages, prot=op.prot, new=new_vma)
+            return SyscallTask(op="mprotect", phase=START, start=start, pages=pages, prot=op.prot, new=new_vma,
+                               index=state.pc)
         if isinstance(op, Madvise):
             start, pages = label_range(state, self.program, op.label)
-            return SyscallTask(op="madvise", phase=START, start=start, pages=pages)
+            return SyscallTask(op="madvise", phase=START, start=start, pages=pages, index=state.pc)
         raise TypeError(op)  # pragma: no cover - the parser admits no other op
 
     def _access(self, k: Kernel, vaddr: int, kind: str, value: int = 0) -> None:
@@ -213,10 +218,11 @@ class CpuActor(Actor[CpuState]):
                 k.tlb_fill(page, pte)
                 entry = pte
         if entry is None or not prot_allows(entry.prot, kind):
+            # The hardware's page walk found nothing (or a PTE that forbids the
+            # access): a page fault. The handler's first step (its lookup) is a step
+            # of its own: other CPUs may act between the walk and the lookup.
             k.emit(FaultBegin(cpu=self.index, addr=page, pages=1, vaddr=vaddr, access=kind))  # type: ignore[arg-type]
-            task = FaultTask(phase=START, vaddr=vaddr, access=kind)  # type: ignore[arg-type]
-            k.evolve_cpu(task=task)
-            self._run(k, task, None, tail=False)
+            k.evolve_cpu(task=FaultTask(phase=START, vaddr=vaddr, access=kind))  # type: ignore[arg-type]
             return
         k.note(TlbAccess(self.index, page, entry))
         frame = k.frame(entry.frame)
@@ -269,9 +275,7 @@ class CpuActor(Actor[CpuState]):
                 writes.append(fp.tlb(self.index, page))
                 entry = pte
         if entry is None or not prot_allows(entry.prot, kind):
-            task = FaultTask(phase=START, vaddr=vaddr, access=kind)  # type: ignore[arg-type]
-            filled = state if entry is None else attrs.evolve(state, tlb=state.tlb.set(page, entry))
-            return Footprint.of(reads, writes) | self._phase_footprint(world, filled, task, None)
+            return Footprint.of(reads, writes)  # a fault begins; its first phase is the next step
         (writes if kind == "store" else reads).append(fp.frame(entry.frame))
         return Footprint.of(reads, writes)
 

@@ -115,7 +115,8 @@ class Kernel:
 
     def read_vma(self, vma_id: str) -> Vma:
         """A fault path reading a VMA it found earlier; reading a freed one is a
-        use-after-free, reported to the `vma-uaf` checker."""
+        use-after-free, reported to the `vma-uaf` checker. (A design whose freed VMA
+        objects stay VMA objects, SLAB_TYPESAFE_BY_RCU, reads them with `vma`.)"""
         vma = self.vma(vma_id)
         if vma.state == "freed":
             self.note(VmaReadFreed(self.id, vma_id))
@@ -156,11 +157,12 @@ class Kernel:
         if self.tlb_entry(page) is not None:
             self.flush_tlb_local(page, 1)
 
-    def flush_tlb_range(self, start: int, pages: int) -> None:
+    def flush_tlb_range(self, start: int, pages: int, op: int) -> None:
         """flush_tlb_range: flush the local TLB and ask the coordinator to IPI every
-        other CPU; the caller then waits for `flush_done`."""
+        other CPU; the caller (syscall `op` of this CPU's thread) then waits for
+        `flush_done`."""
         self.flush_tlb_local(start, pages)
-        self.send(SHOOTDOWN, Flush(addr=start, pages=pages, mm=self.mm))
+        self.send(SHOOTDOWN, Flush(addr=start, pages=pages, mm=self.mm, op=op))
 
     # --- RCU read side ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ define them in their module, as subclasses of `Message`.
 | `up_read` / `up_write` | cpu -> mmap_sem | | release it |
 | `downgrade` | cpu -> mmap_sem | | the writer becomes a reader |
 | `grant` | mmap_sem -> cpu | `mode` | the rwsem is yours |
+| `down_read_trylock` / `trylock_done` | cpu <-> mmap_sem | `ok` | take it for read only if nobody holds it for write or waits |
 | `mmap` | cpu -> tree | `request` | place and store a new VMA |
 | `map_fixed` | cpu -> tree | range, `request` | store a new VMA over the range |
 | `unmap` | cpu -> tree | range, `entry` (`null`/`zero`) | clear the range |
@@ -121,6 +122,25 @@ class Downgrade(Message):
 
 
 @attrs.frozen(cache_hash=True)
+class DownReadTrylock(Message):
+    """down_read_trylock(): take the read lock only if that needs no waiting."""
+
+    KIND: ClassVar[str] = "down_read_trylock"
+    mm: MmId = MM0
+
+
+@attrs.frozen(cache_hash=True)
+class TrylockDone(Message):
+    """The answer to `down_read_trylock`: `ok` means the read lock is held."""
+
+    KIND: ClassVar[str] = "trylock_done"
+    ok: bool
+
+    def log_arg(self) -> Any:
+        return self.ok
+
+
+@attrs.frozen(cache_hash=True)
 class Grant(Message):
     KIND: ClassVar[str] = "grant"
     mode: Literal["read", "write"]
@@ -129,7 +149,7 @@ class Grant(Message):
         return self.mode
 
 
-RwsemRequest = DownRead | DownWrite | UpRead | UpWrite | Downgrade
+RwsemRequest = DownRead | DownWrite | UpRead | UpWrite | Downgrade | DownReadTrylock
 
 # --- the tree owner -------------------------------------------------------------------------
 
@@ -251,15 +271,19 @@ TreeRequest = Mmap | MapFixed | Unmap | ClearZero | Protect | StoreVma
 class Flush(RangeMessage):
     KIND: ClassVar[str] = "flush"
     mm: MmId = MM0
+    #: Which syscall asks (the index of its op in the initiator's thread), so its
+    #: `flush_done` finds it even when an earlier syscall's flush is still pending.
+    op: int = 0
 
 
 @attrs.frozen(cache_hash=True)
 class ShootdownToken:
-    """Which flush an IPI belongs to: the initiating CPU and its range."""
+    """Which flush an IPI belongs to: the initiating CPU, its range, its syscall."""
 
     initiator: int
     addr: int
     pages: int
+    op: int = 0
 
 
 @attrs.frozen(cache_hash=True)
@@ -268,7 +292,7 @@ class Ipi(RangeMessage):
     token: ShootdownToken
 
     def log_arg(self) -> Any:
-        return [self.token.initiator, self.token.addr, self.token.pages]
+        return [self.token.initiator, self.token.addr, self.token.pages, self.token.op]
 
 
 @attrs.frozen(cache_hash=True)
@@ -277,12 +301,17 @@ class Ack(RangeMessage):
     token: ShootdownToken
 
     def log_arg(self) -> Any:
-        return [self.token.initiator, self.token.addr, self.token.pages]
+        return [self.token.initiator, self.token.addr, self.token.pages, self.token.op]
 
 
 @attrs.frozen(cache_hash=True)
 class FlushDone(RangeMessage):
     KIND: ClassVar[str] = "flush_done"
+    #: The syscall whose flush is done (`Flush.op`).
+    op: int = 0
+
+    def log_arg(self) -> Any:
+        return self.op
 
 
 # --- RCU -------------------------------------------------------------------------------------
@@ -316,6 +345,7 @@ INTERRUPTS: frozenset[str] = frozenset({Ipi.KIND, QsRequest.KIND})
 
 __all__ = [
     "Message", "RangeMessage", "Envelope", "DownRead", "DownWrite", "UpRead", "UpWrite", "Downgrade", "Grant",
+    "DownReadTrylock", "TrylockDone",
     "MapRequest", "Mmap", "MapFixed", "Unmap", "ClearZero", "Protect", "StoreVma", "TreeDone", "Placed", "Flush",
     "ShootdownToken", "Ipi", "Ack", "FlushDone", "CallRcu", "QsRequest", "Qs", "INTERRUPTS", "RwsemRequest",
     "TreeRequest",

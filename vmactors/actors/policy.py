@@ -5,7 +5,7 @@ module (`vmactors.policies.*`); an ablation is the same design with one knob cha
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import attrs
@@ -53,6 +53,13 @@ class Policy:
     #: Ablation knob: a CPU waiting for the rwsem takes no interrupts.
     irqs_off_lock_wait: bool = False
     hooks: Any = attrs.field(factory=NoTreeHooks, repr=False)
+    #: The design's own records for the world a scenario sets up (e.g. which VMAs
+    #: already have an anon_vma), or None.
+    setup: Callable[[World], World] | None = attrs.field(default=None, repr=False)
+    #: Which kernel (version, functions) the design follows, for people.
+    kernel: str = ""
+    #: What the model does differently from that kernel, for people.
+    differences: tuple[str, ...] = ()
 
     def knobs(self, kind: type[_C]) -> _C:
         """The design's knobs, checked to be of `kind`."""

@@ -13,6 +13,8 @@ later writer and vice versa.
 | `down_write` | any holder | queued |
 | `up_read` / `up_write` | | holder removed (`lock.release`) |
 | `downgrade` | writer | writer becomes a reader |
+| `down_read_trylock` | no writer, nobody queued | grant, reader added; `trylock_done` ok |
+| `down_read_trylock` | otherwise | `trylock_done` not ok (nothing queued) |
 | (own step) | a queued waiter is compatible | grant it |
 """
 
@@ -28,7 +30,7 @@ from ..mm.world import World
 from .base import Actor
 from .effects import Effects
 from .footprint import EMPTY, Footprint
-from .messages import Downgrade, DownRead, DownWrite, Envelope, Grant, UpRead, UpWrite
+from .messages import Downgrade, DownRead, DownReadTrylock, DownWrite, Envelope, Grant, TrylockDone, UpRead, UpWrite
 
 NAME = "mmap_sem"
 Mode = Literal["read", "write"]
@@ -92,9 +94,17 @@ def _grant(lock: RwLock, fx: Effects, who: int, mode: Mode) -> RwLock:
 
 
 def handle_request(lock: RwLock, fx: Effects, who: int,
-                   msg: DownRead | DownWrite | UpRead | UpWrite | Downgrade) -> RwLock:
+                   msg: DownRead | DownWrite | UpRead | UpWrite | Downgrade | DownReadTrylock) -> RwLock:
     """One request of CPU `who` to its address space's lock."""
     match msg:
+        case DownReadTrylock():
+            # As the kernel's: it fails while a writer holds the lock or anyone waits.
+            if lock.writer is None and not lock.waiters:
+                fx.emit(LockAcquire(cpu=who, lock=NAME, mode="read"))
+                fx.send(cpu(who), TrylockDone(ok=True))
+                return RwLock(lock.readers | {who}, lock.writer, lock.waiters)
+            fx.send(cpu(who), TrylockDone(ok=False))
+            return lock
         case DownRead() | DownWrite():
             mode: Mode = "read" if isinstance(msg, DownRead) else "write"
             if lock.compatible(mode):
@@ -136,7 +146,7 @@ class Rwsem(Actor[RwsemState]):
             lock = RwLock(lock.readers, lock.writer, lock.waiters - {(who, mode)})
             return state.with_lock(mm, _grant(lock, fx, who, mode))
         msg = env.msg
-        if not isinstance(msg, (DownRead, DownWrite, UpRead, UpWrite, Downgrade)):
+        if not isinstance(msg, (DownRead, DownWrite, UpRead, UpWrite, Downgrade, DownReadTrylock)):
             raise TypeError(f"mmap_sem cannot handle {msg.KIND!r}")
         assert env.src.is_cpu
         return state.with_lock(msg.mm, handle_request(state.lock(msg.mm), fx, env.src.index, msg))

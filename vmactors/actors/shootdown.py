@@ -47,10 +47,10 @@ class Shootdown(Actor[ShootdownState]):
         match msg:
             case Flush():
                 initiator = env.src.index
-                token = ShootdownToken(initiator, msg.addr, msg.pages)
+                token = ShootdownToken(initiator, msg.addr, msg.pages, msg.op)
                 others = frozenset(c for c in range(self.ncpus) if c != initiator)
                 if not others:
-                    fx.send(env.src, FlushDone(addr=msg.addr, pages=msg.pages))
+                    fx.send(env.src, FlushDone(addr=msg.addr, pages=msg.pages, op=msg.op))
                     return state
                 for c in sorted(others):
                     fx.send(cpu(c), Ipi(addr=msg.addr, pages=msg.pages, token=token))
@@ -63,7 +63,7 @@ class Shootdown(Actor[ShootdownState]):
                     if tok == msg.token:
                         waiting = waiting - {acker}
                         if not waiting:
-                            fx.send(cpu(tok.initiator), FlushDone(addr=tok.addr, pages=tok.pages))
+                            fx.send(cpu(tok.initiator), FlushDone(addr=tok.addr, pages=tok.pages, op=tok.op))
                             continue
                     pending.append((tok, waiting))
                 return ShootdownState(tuple(pending))

@@ -38,6 +38,9 @@ class FaultTask:
     fresh: bool = False
     #: What the fault holds: "mmap_sem", "rcu", "ref", "vma_read".
     holds: tuple[str, ...] = ()
+    #: The VMA object the fault found (a design whose VMA objects may be reused for
+    #: another mapping tells them from the mapping; others leave it None).
+    obj: str | None = None
 
     path = "fault"
 
@@ -66,6 +69,8 @@ class SyscallTask:
     frames: tuple[int, ...] = ()
     #: Return value once known (an address, or 0).
     ret: RegValue | None = None
+    #: The index of the syscall's op in its thread.
+    index: int = 0
 
     @property
     def path(self) -> str:

@@ -5,7 +5,7 @@ the accesses and VMA reads it noted — so its cost does not grow with the addre
 space. A violation becomes an `invariant.violated` event; the run goes on.
 
 >>> sorted(INVARIANTS)
-['coherence', 'deadlock', 'frame-uaf', 'munmap-incomplete', 'orphan-pte', 'vma-uaf']
+['coherence', 'deadlock', 'frame-uaf', 'munmap-incomplete', 'orphan-pte', 'vma-uaf', 'wrong-vma']
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ import attrs
 
 from ..actors.effects import TlbAccess, UnmapReturned, VmaReadFreed
 from ..ids import MM0
-from ..log.schema import PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
+from ..log.schema import INVARIANTS, PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
 from ..mm.layout import page_range
 from ..mm.page_table import Pte
 from ..system.state import StepResult, System
 
-INVARIANTS: dict[str, str] = {
-    "coherence": "two CPUs can reach different frames for the same virtual page at the same instant",
-    "frame-uaf": "a CPU reads or writes, through its TLB, a frame that was freed or given to another owner",
-    "vma-uaf": "a fault path reads a VMA that was freed",
-    "orphan-pte": "outside a writer operation on that page, a PTE that no live VMA covers, or installed through a VMA no longer live",
-    "munmap-incomplete": "munmap (or MAP_FIXED's unmap) has returned while a translation through the unmapped VMA still exists",
-    "deadlock": "no step is enabled and a thread is unfinished",
-}
 
 
 @attrs.frozen
@@ -89,9 +81,23 @@ def check_step(before: System, result: StepResult) -> list[Violation]:
                 f"which a returned munmap removed",
                 (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", pte.vma)),
             ))
+    for owner, page, pte in new_translations:
+        if owner == "pte":
+            out.extend(_wrong_vma(after, page, pte))
     for page in sorted(orphan_pages):
         out.extend(_orphan(after, page))
     return out
+
+
+def _wrong_vma(system: System, page: int, pte: Pte) -> Iterable[Violation]:
+    """A PTE installed through a VMA object that no longer maps its address (the
+    object was reused for another mapping)."""
+    vma = system.world.mm(MM0).vmas[pte.vma]
+    if vma.covers(page):
+        return ()
+    return (Violation("wrong-vma", f"PTE for {page:#x} (frame {pte.frame}) installed through vma {pte.vma}, which "
+                                   f"maps {vma.start:#x}-{vma.end:#x}",
+                      (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", pte.vma))),)
 
 
 def _frame_uaf(before: System, note: TlbAccess) -> Iterable[Violation]:

@@ -34,6 +34,19 @@ HEAD: tuple[str, ...] = ("cpu", "addr", "pages", "frame", "vma", "msg_id", "src"
 KEEP_NONE: frozenset[str] = frozenset({"result", "cause"})
 
 LOCKS: tuple[str, ...] = ("mmap_sem", "vma", "rcu", "refcount", "fence")
+#: The invariants (the `invariant` of `invariant.violated`), with what violates each.
+INVARIANTS: dict[str, str] = {
+    "coherence": "two CPUs can reach different frames for the same virtual page at the same instant",
+    "frame-uaf": "a CPU reads or writes, through its TLB, a frame that was freed or given to another owner",
+    "vma-uaf": "a fault path reads a VMA that was freed and may hold anything now (not where VMA objects are "
+               "type-safe, as in pervma: there a freed VMA object is still a VMA object)",
+    "wrong-vma": "a fault installs a PTE through a VMA object that no longer maps the faulting address",
+    "orphan-pte": "outside a writer operation on that page, a PTE that no live VMA covers, or installed through a "
+                  "VMA no longer live",
+    "munmap-incomplete": "munmap (or MAP_FIXED's unmap) has returned while a translation through the unmapped VMA "
+                         "still exists",
+    "deadlock": "no step is enabled and a thread is unfinished",
+}
 MODES: tuple[str, ...] = ("read", "write")
 TREE_ENTRIES: tuple[str, ...] = ("vma", "zero", "null")
 SYSCALLS: tuple[str, ...] = ("mmap", "mmap-fixed", "munmap", "mprotect", "madvise")
@@ -553,5 +566,5 @@ def choices(cls: type[Event]) -> dict[str, tuple[Any, ...]]:
 
 __all__ = ["FORMAT", "HEAD", "LINE_HEAD", "EVENTS", "EVENT_NAMES", "EVENT_CLASSES", "Event", "render_fields",
            "key_order", "required_keys", "choices", "event_table", "MEMORY_EVENTS", "SINGLE_PAGE", "KEEP_NONE",
-           "LOCKS", "MODES", "TREE_ENTRIES", "SYSCALLS", "OUTCOMES"] + [
+           "LOCKS", "MODES", "TREE_ENTRIES", "SYSCALLS", "OUTCOMES", "INVARIANTS"] + [
     cls.__name__ for cls in EVENT_CLASSES]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from ..actors.policy import Policy
 from ..errors import UsageError
-from .registry import ABLATED, MAIN, POLICIES
+from .registry import ABLATED, MAIN, OTHER, POLICIES
 
 MAIN_POLICIES: tuple[str, ...] = tuple(p.name for p in MAIN)
+#: Other kernels to compare with (`mmap_sem-4.19`).
+OTHER_POLICIES: tuple[str, ...] = tuple(p.name for p in OTHER)
 ABLATIONS: tuple[str, ...] = tuple(p.name for p in ABLATED)
-POLICY_NAMES: tuple[str, ...] = MAIN_POLICIES + ABLATIONS
+POLICY_NAMES: tuple[str, ...] = MAIN_POLICIES + OTHER_POLICIES + ABLATIONS
 
 
 def get_policy(name: str | Policy) -> Policy:
@@ -29,4 +31,4 @@ def get_policy(name: str | Policy) -> Policy:
         raise UsageError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}") from None
 
 
-__all__ = ["MAIN_POLICIES", "ABLATIONS", "POLICY_NAMES", "POLICIES", "Policy", "get_policy"]
+__all__ = ["MAIN_POLICIES", "OTHER_POLICIES", "ABLATIONS", "POLICY_NAMES", "POLICIES", "Policy", "get_policy"]

@@ -145,6 +145,18 @@ INSTALL_WRITES = (PAGE_PTE, TASK_FRAME, FRESH_FRAME, PAGE_TLB)
 #: What a syscall's return touches.
 RETURN_WRITES = (WRITERS, UNMAPPED)
 
+#: Where every design here differs from a kernel, on purpose.
+MODEL_DIFFERENCES: tuple[str, ...] = (
+    "one TLB shootdown per syscall, where the kernel flushes per mmu_gather batch (and when a batch fills up)",
+    "mprotect always shoots down; x86 skips the flush when it only adds permissions",
+    "an untouched anonymous page reads as its map's `fill`, where Linux maps the zero page on a read fault "
+    "and a zeroed page on a write",
+    "syscalls take whole mappings: no VMA splits or merges, no partial munmap or mprotect",
+    "page-table pages are never freed (no free_pgtables)",
+    "file pages are always in the page cache: no I/O, no VM_FAULT_RETRY waiting for a locked page",
+    "the rwsem is not fair: a waiting reader or writer may be overtaken (Linux queues them and hands off)",
+)
+
 # --- shared steps ---------------------------------------------------------------------------
 
 
@@ -157,7 +169,7 @@ def lock_for_write(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
 def flush_and_wait(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
     """The syscall's shootdown over its range; `next_phase` runs on `flush_done`."""
     assert t.start is not None
-    k.flush_tlb_range(t.start, t.pages)
+    k.flush_tlb_range(t.start, t.pages, t.index)
     return wait(t, next_phase, FlushDone)
 
 
@@ -330,5 +342,5 @@ __all__ = [
     "RANGE_TLB", "TASK_FRAMES", "RANGE_PTE_FRAMES", "RANGE_VMAS", "OLD_VMAS", "WRITERS", "UNMAPPED",
     "INSTALL_WRITES", "RETURN_WRITES", "lock_for_write", "flush_and_wait", "find_vma_locked", "alloc_for_fault",
     "take_old", "mmap_path", "mmap_insert", "mmap_placed", "mmap_done", "writer_start", "flush_phase",
-    "fault_under_mmap_sem", "down_read_then", "madvise_path",
+    "fault_under_mmap_sem", "down_read_then", "madvise_path", "MODEL_DIFFERENCES",
 ]

@@ -166,6 +166,12 @@ GLISSE = attrs.evolve(
     protocol=PROTOCOL,
     config=WilcoxKnobs(zero_entry=False),
     hooks=FenceHooks(),
+    kernel=("none: Jérôme Glisse's reply in the same thread (9 December 2019), which states the behaviour it wants "
+            "(faults on a MAP_FIXED range wait, faults during munmap SIGSEGV, a reused range serves no fault "
+            "before the old flush is done) on top of Wilcox's design"),
+    differences=WILCOX.differences + (
+        "both waits are one mechanism here, a fence the tree owner puts up with the store; the message names "
+        "no implementation",),
 )
 
 __all__ = ["GLISSE", "Fence", "FenceOpen", "FenceHooks", "open_fence", "FENCES", "PROTOCOL"]

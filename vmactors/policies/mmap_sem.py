@@ -1,10 +1,26 @@
-"""`mmap_sem`: the baseline — one rwsem per mm (Linux before 6.4).
+"""`mmap_sem`: the baseline the debate was about — one rwsem per mm, as in Linux v5.4
+(December 2019) — and `mmap_sem-4.19`, the same before 4.20.
 
-Faults take the rwsem for read; mmap, munmap, MAP_FIXED and mprotect take it for
-write and hold it to the end, TLB flush and frees included. So a fault concurrent
-with munmap waits and then SIGSEGVs, a fault on a range being replaced by MAP_FIXED
-waits and then sees the new mapping, and no CPU can reach a new page while another
-still caches the old one.
+Kernel sources modelled (torvalds/linux, v5.4):
+- `arch/x86/mm/fault.c` `do_user_addr_fault()`: `down_read(&mm->mmap_sem)`, then
+  `find_vma()`; no VMA (or one that forbids the access) -> `bad_area` (SIGSEGV);
+  else `handle_mm_fault()` under the read lock.
+- `mm/mmap.c` `__vm_munmap(start, len, downgrade=true)` -> `__do_munmap()`:
+  `down_write`; `detach_vmas_to_be_unmapped()` (the VMAs leave the tree); then
+  `downgrade_write()` (commit dd2283f2605e, 4.20); then `unmap_region()` (zap the
+  PTEs, `free_pgtables`, `tlb_finish_mmu()`: the TLB flush) and `remove_vma_list()`
+  (the VMAs freed) under the read lock; `up_read`. Before 4.20 (`mmap_sem-4.19`) the
+  same steps ran under the write lock to the end.
+- `mm/mmap.c` `mmap_region()` with MAP_FIXED: `do_munmap()` (no downgrade: detach,
+  zap, flush, free) and then `vma_link()` of the new VMA, all under the write lock.
+- `mm/mprotect.c` `mprotect_fixup()` / `change_protection()`: the VMA's flags, then
+  the PTEs and the TLB flush, under the write lock.
+- `mm/madvise.c` `madvise_dontneed_free()`: under the read lock (common.madvise_path).
+
+So a fault concurrent with munmap may SIGSEGV while other CPUs' stale TLB entries still
+read the old page (after the downgrade), a fault on a range being replaced by
+MAP_FIXED waits and then sees the new mapping, and mprotect's flush runs with the
+write lock held.
 """
 
 from __future__ import annotations
@@ -12,19 +28,33 @@ from __future__ import annotations
 import attrs
 
 from ..actors.kernel import Kernel
-from ..actors.messages import DownRead, Grant, MapFixed, Message, Protect, TreeDone, Unmap, UpWrite
+from ..actors.messages import (
+    Downgrade,
+    DownRead,
+    Flush,
+    Grant,
+    Message,
+    Protect,
+    StoreVma,
+    TreeDone,
+    Unmap,
+    UpRead,
+    UpWrite,
+)
 from ..actors.phases import EXIT, START, Path, Phase, ProtocolTable, goto, wait
 from ..actors.policy import Policy
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, TREE
 from .common import (
     OLD_VMAS,
-    RANGE_PTE_FRAMES,
     RANGE_PTES,
+    RANGE_TLB,
     RETURN_WRITES,
     TASK_FRAMES,
     down_read_then,
+    MODEL_DIFFERENCES,
     fault_under_mmap_sem,
+    flush_and_wait,
     flush_phase,
     madvise_path,
     mmap_path,
@@ -35,7 +65,10 @@ from .common import (
 
 @attrs.frozen
 class MmapSemKnobs:
-    #: Ablation: free the zapped frames before the shootdown completes.
+    #: munmap downgrades the write lock to read before its zap, flush and frees (4.20+).
+    downgrade: bool = True
+    #: Ablation: the zapped frames are freed once the shootdown is asked for, before
+    #: it completes.
     free_before_flush: bool = False
 
 
@@ -49,27 +82,40 @@ def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
 # --- writers -------------------------------------------------------------------------------------
 
 
-def _zap(k: Kernel, t: SyscallTask) -> SyscallTask:
+def _zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     assert t.start is not None
-    frames = k.zap_range(t.start, t.pages)
-    if k.knobs(MmapSemKnobs).free_before_flush:
-        for fid in frames:
+    return goto(t, "flush", frames=k.zap_range(t.start, t.pages))
+
+
+def _flush(next_phase: str) -> Phase:
+    def flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+        t = flush_and_wait(k, t, next_phase)
+        if k.knobs(MmapSemKnobs).free_before_flush:
+            for fid in t.frames:
+                k.free_frame(fid)
+            t = attrs.evolve(t, frames=())
+        return t
+
+    return Phase("flush", flush, (next_phase,), "flush the local TLB, ask for the shootdown, wait for every ack "
+                 "(mmap_sem-free-before-flush: free the frames now)", sends=(Flush,), writes=(RANGE_TLB, TASK_FRAMES))
+
+
+def _free(next_phase: str) -> Phase:
+    def free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+        for fid in t.frames:
             k.free_frame(fid)
-        frames = ()
-    return goto(t, "flush", frames=frames)
+        for vid in t.old:
+            if k.vma(vid).state == "detached":
+                k.free_vma_now(vid)
+        return goto(t, next_phase, frames=())
 
-
-def _free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    for fid in t.frames:
-        k.free_frame(fid)
-    for vid in t.old:
-        if k.vma(vid).state == "detached":
-            k.free_vma_now(vid)
-    return goto(t, "release", frames=())
+    return Phase("free", free, (next_phase,), "free the frames, then the VMAs (remove_vma_list)",
+                 reads=(OLD_VMAS,), writes=(TASK_FRAMES, OLD_VMAS))
 
 
 def _release(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    k.send(MMAP_SEM, UpWrite(mm=k.mm))
+    downgraded = t.op == "munmap" and k.knobs(MmapSemKnobs).downgrade
+    k.send(MMAP_SEM, UpRead(mm=k.mm) if downgraded else UpWrite(mm=k.mm))
     k.syscall_return(t, t.old if t.op != "mprotect" else ())
     return EXIT
 
@@ -77,24 +123,36 @@ def _release(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
 def munmap_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     assert t.start is not None
     k.send(TREE, Unmap(addr=t.start, pages=t.pages, entry="null", mm=k.mm))
-    return wait(t, "zap", TreeDone)
+    return wait(t, "detached", TreeDone)
 
 
-def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    return take_old(t, msg, "zap") or _zap(k, t)
+def munmap_detached(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    """The VMAs are out of the tree: remember them; then (4.20+) downgrade."""
+    return take_old(t, msg, "downgrade" if k.knobs(MmapSemKnobs).downgrade else "zap") or t
+
+
+def munmap_downgrade(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    # Readers may take mmap_sem from here on: a fault now finds no VMA and SIGSEGVs
+    # while the zap and the shootdown are still to come.
+    k.send(MMAP_SEM, Downgrade(mm=k.mm))
+    return goto(t, "zap")
 
 
 def map_fixed_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert t.start is not None
+    k.send(TREE, Unmap(addr=t.start, pages=t.pages, entry="null", mm=k.mm))
+    return wait(t, "detached", TreeDone)
+
+
+def map_fixed_detached(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    assert isinstance(msg, TreeDone) and t.request is not None
+    return goto(t, "zap", old=msg.vmas, new=t.request.vma, ret=t.start)
+
+
+def map_fixed_store(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     assert t.start is not None and t.request is not None
-    k.send(TREE, MapFixed(addr=t.start, pages=t.pages, request=t.request, mm=k.mm))
-    return wait(t, "zap", TreeDone)
-
-
-def map_fixed_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    if msg is not None:
-        assert isinstance(msg, TreeDone) and t.request is not None
-        return goto(t, "zap", old=msg.vmas, new=t.request.vma, ret=t.start)
-    return _zap(k, t)
+    k.send(TREE, StoreVma(addr=t.start, pages=t.pages, request=t.request, mm=k.mm))
+    return wait(t, "release", TreeDone)
 
 
 def mprotect_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
@@ -113,56 +171,90 @@ def mprotect_protect(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallT
 
 
 DOWN_WRITE = "down_write(mmap_sem); wait for the grant"
-ZAP_WRITES = (RANGE_PTES, RANGE_PTE_FRAMES)
+RELEASE = Phase("release", _release, (EXIT,), "up_write (munmap after its downgrade: up_read); return",
+                sends=(UpWrite, UpRead), writes=RETURN_WRITES)
 
-PROTOCOL = ProtocolTable((
-    Path("fault", (
-        Phase(START, fault_start, ("lookup",), "down_read(mmap_sem); wait for the grant", sends=(DownRead,)),
-    ) + fault_under_mmap_sem()),
-    mmap_path(),
-    madvise_path(),
-    Path("munmap", (
-        writer_start("update", DOWN_WRITE),
-        Phase("update", munmap_update, ("zap",), "ask the tree owner to store NULL over the range (VMAs detached)",
-              sends=(Unmap,)),
-        Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs under the page-table lock", writes=ZAP_WRITES),
-        flush_phase("free", "flush the local TLB, ask for the shootdown, wait for every ack"),
-        Phase("free", _free, ("release",), "free the frames and the VMAs, still under the write lock",
-              reads=(OLD_VMAS,), writes=(TASK_FRAMES, OLD_VMAS)),
-        Phase("release", _release, (EXIT,), "up_write; return", sends=(UpWrite,), writes=RETURN_WRITES),
-    )),
-    Path("mmap_fixed", (
-        writer_start("update", DOWN_WRITE),
-        Phase("update", map_fixed_update, ("zap",), "ask the tree owner to store the new VMA over the range",
-              sends=(MapFixed,)),
-        Phase("zap", map_fixed_zap, ("zap", "flush"), "zap the old PTEs", writes=ZAP_WRITES),
-        flush_phase("free", "local flush, shootdown, wait for every ack"),
-        Phase("free", _free, ("release",), "free the old frames and VMAs", reads=(OLD_VMAS,),
-              writes=(TASK_FRAMES, OLD_VMAS)),
-        Phase("release", _release, (EXIT,), "up_write; return", sends=(UpWrite,), writes=RETURN_WRITES),
-    )),
-    Path("mprotect", (
-        writer_start("update", DOWN_WRITE),
-        Phase("update", mprotect_update, ("protect",), "ask the tree owner to change the VMA's protection in place",
-              sends=(Protect,)),
-        Phase("protect", mprotect_protect, ("protect", "flush"), "change the PTEs' protection",
-              writes=(RANGE_PTES,)),
-        flush_phase("release", "local flush, shootdown, wait for every ack"),
-        Phase("release", _release, (EXIT,), "up_write; return", sends=(UpWrite,), writes=RETURN_WRITES),
-    )),
-))
+
+def protocol(downgrade: bool) -> ProtocolTable:
+    """The v5.4 protocol (`downgrade`), or the one before 4.20."""
+    if downgrade:
+        detached_doc = "the VMAs are out of the tree; next, downgrade_write"
+        munmap_mid: tuple[Phase, ...] = (
+            Phase("detached", munmap_detached, ("downgrade",), detached_doc),
+            Phase("downgrade", munmap_downgrade, ("zap",),
+                  "downgrade_write: faults may take mmap_sem for read (and SIGSEGV) from now on", sends=(Downgrade,)),
+        )
+    else:
+        munmap_mid = (Phase("detached", munmap_detached, ("zap",), "the VMAs are out of the tree"),)
+    return ProtocolTable((
+        Path("fault", (
+            Phase(START, fault_start, ("lookup",), "down_read(mmap_sem); wait for the grant", sends=(DownRead,)),
+        ) + fault_under_mmap_sem()),
+        mmap_path(),
+        Path("munmap", (
+            writer_start("update", DOWN_WRITE),
+            Phase("update", munmap_update, ("detached",),
+                  "detach_vmas_to_be_unmapped: the tree owner stores NULL over the range (VMAs detached)",
+                  sends=(Unmap,)),
+        ) + munmap_mid + (
+            Phase("zap", _zap, ("flush",), "unmap_region: zap the PTEs under the page-table lock",
+                  writes=(RANGE_PTES,)),
+            _flush("free"),
+            _free("release"),
+            RELEASE,
+        )),
+        Path("mmap_fixed", (
+            writer_start("update", DOWN_WRITE),
+            Phase("update", map_fixed_update, ("detached",), "do_munmap: the tree owner clears the range",
+                  sends=(Unmap,)),
+            Phase("detached", map_fixed_detached, ("zap",), "the old VMAs are out of the tree (no downgrade)"),
+            Phase("zap", _zap, ("flush",), "zap the old PTEs", writes=(RANGE_PTES,)),
+            _flush("free"),
+            _free("store"),
+            Phase("store", map_fixed_store, ("release",), "vma_link: the tree owner stores the new VMA",
+                  sends=(StoreVma,)),
+            RELEASE,
+        )),
+        Path("mprotect", (
+            writer_start("update", DOWN_WRITE),
+            Phase("update", mprotect_update, ("protect",), "the tree owner changes the VMA's protection in place",
+                  sends=(Protect,)),
+            Phase("protect", mprotect_protect, ("protect", "flush"), "change the PTEs' protection",
+                  writes=(RANGE_PTES,)),
+            flush_phase("release", "local flush, shootdown, wait for every ack (still under the write lock)"),
+            RELEASE,
+        )),
+        madvise_path(),
+    ))
+
 
 MMAP_SEM_POLICY = Policy(
     name="mmap_sem",
-    summary="one rwsem per mm: faults read-lock it, writers write-lock it to the end (flush and frees included)",
-    protocol=PROTOCOL,
+    summary=("Linux v5.4's one rwsem per mm: faults read-lock it; writers write-lock it, munmap downgrades it "
+             "to read before its zap, flush and frees"),
+    protocol=protocol(downgrade=True),
     config=MmapSemKnobs(),
+    kernel=("Linux v5.4 (December 2019): arch/x86/mm/fault.c do_user_addr_fault; mm/mmap.c __vm_munmap and "
+            "__do_munmap (downgrade_write since 4.20, dd2283f2605e), mmap_region; mm/mprotect.c mprotect_fixup; "
+            "mm/madvise.c madvise_dontneed_free"),
+    differences=MODEL_DIFFERENCES + (
+        "no anon_vma: a fault holds mmap_sem for read throughout, so preparing one is never observable",),
+)
+
+MMAP_SEM_419 = Policy(
+    name="mmap_sem-4.19",
+    summary="mmap_sem before Linux 4.20 (dd2283f2605e): munmap holds the write lock to the end, flush and frees included",
+    protocol=protocol(downgrade=False),
+    config=MmapSemKnobs(downgrade=False),
+    kernel=("Linux 4.19, before dd2283f2605e (\"mm: mmap: zap pages with read mmap_sem in munmap\", 4.20): "
+            "__do_munmap under the write lock to the end; otherwise as v5.4"),
+    differences=MODEL_DIFFERENCES,
 )
 
 ABLATIONS = (
     MMAP_SEM_POLICY.ablation(
         "mmap_sem-free-before-flush",
-        "ablation of mmap_sem: frames freed at the zap, before the shootdown completes (trips frame-uaf)",
+        "ablation of mmap_sem: frames freed once the shootdown is asked for, before it completes (trips frame-uaf)",
         config=MmapSemKnobs(free_before_flush=True)),
     MMAP_SEM_POLICY.ablation(
         "mmap_sem-irqs-off-wait",
@@ -170,4 +262,4 @@ ABLATIONS = (
         irqs_off_lock_wait=True),
 )
 
-__all__ = ["MMAP_SEM_POLICY", "ABLATIONS", "MmapSemKnobs", "PROTOCOL", "Grant"]
+__all__ = ["MMAP_SEM_POLICY", "MMAP_SEM_419", "ABLATIONS", "MmapSemKnobs", "protocol", "Grant"]

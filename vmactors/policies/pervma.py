@@ -1,37 +1,48 @@
-"""`pervma`: what Linux shipped — per-VMA locks (v6.4; this models v6.15+).
+"""`pervma`: what Linux shipped — per-VMA locks (v6.4), as Linux 6.15+ has them.
 
-Kernel sources modelled (torvalds/linux):
+Kernel sources modelled (torvalds/linux, v6.15):
 - `mm/mmap_lock.c` `lock_vma_under_rcu()`: under `rcu_read_lock()`, find the VMA
-  (`mas_walk`), then `vma_start_read()`: fails when the VMA is write-locked
-  (`vm_lock_seq == mm_lock_seq`) or detached; on success the reader holds a
-  `vm_refcnt` reference. v6.4–v6.14 used a per-VMA rw_semaphore instead of the
-  refcount; the observable protocol is the same.
+  (`mas_walk`), then `vma_start_read()`: a write-locked VMA (`vm_lock_seq ==
+  mm_lock_seq`) fails -> fall back; a VMA whose `vm_refcnt` is zero (detached, or
+  freed) fails with -EAGAIN -> look it up again; else the reader holds a `vm_refcnt`
+  reference, and the VMA is rechecked: another mm, or a range that no longer holds
+  the address (the object was reused for another mapping) -> `vma_end_read`, fall
+  back. v6.4–v6.14 used a per-VMA rw_semaphore and `call_rcu` freeing instead.
 - `arch/x86/mm/fault.c` `do_user_addr_fault()`: if `lock_vma_under_rcu()` gives
-  nothing, fall back to `lock_mm_and_find_vma()` under `mmap_lock` for read, which
-  waits for a writer; no VMA there -> SIGSEGV (`bad_area`).
+  nothing, or the fault returns VM_FAULT_RETRY, fall back to
+  `lock_mm_and_find_vma()` under `mmap_lock` for read, which waits for a writer; no
+  VMA there -> SIGSEGV (`bad_area`).
+- `mm/memory.c` `__vmf_anon_prepare()`: a write fault on an anonymous VMA without an
+  `anon_vma`, under the per-VMA lock, needs `mmap_read_trylock()`; when a writer
+  holds `mmap_lock` (or one waits) it returns VM_FAULT_RETRY (`vmf_anon_prepare` drops
+  the VMA lock) and the fault waits on the `mmap_lock` path. A read fault maps the
+  zero page and needs no `anon_vma`.
 - `include/linux/mmap_lock.h` / `mm/mmap_lock.c` `vma_start_write()`: sets
-  `vm_lock_seq` and waits until the VMA's current readers have drained
-  (`__vma_enter_locked`); every VMA write lock is dropped when `mmap_lock` is
-  released for write (`mmap_write_unlock` bumps `mm_lock_seq`).
+  `vm_lock_seq` and waits until the VMA's current readers have drained; every VMA
+  write lock is dropped when `mmap_lock` is released for write (`mmap_write_unlock`
+  bumps `mm_lock_seq`).
 - `mm/vma.c` `do_vmi_align_munmap()` / `vms_complete_munmap_vmas()`: VMAs are
   write-locked and detached, the tree range cleared, then `mmap_write_downgrade()`,
-  and the zap (`unmap_region`), TLB flush and frees run under the read lock;
-  `vm_area_free()` frees the VMA RCU-safely.
+  and the zap (`unmap_region`), TLB flush and frees run under the read lock.
+- `kernel/fork.c` `vm_area_free()`: the VMA cache is `SLAB_TYPESAFE_BY_RCU` (6.15):
+  a freed VMA object goes back to the slab at once and may be reused for another
+  mapping straight away; readers rely on the rechecks above, not on a grace period.
 - `mm/vma.c` `__mmap_region()` / `vma_link()`: a new VMA is write-locked before it
-  enters the tree ("mm: always lock new vma before inserting into vma tree", 2023),
-  so a fault that finds it before the writer unlocks falls back and waits.
+  enters the tree ("mm: always lock new vma before inserting into vma tree", 2023).
 - `mm/vma.c` `__mmap_region()` with MAP_FIXED over a live range: the old VMAs are
   write-locked and detached and their PTEs zapped and flushed
   (`vms_clean_up_area`) while they are still in the tree; then the new VMA is
-  stored. Faults on the range find a detached or write-locked VMA and fall back to
-  `mmap_lock`, where they wait for the writer.
+  stored. Faults on the range fall back to `mmap_lock` and wait for the writer.
 
 This design's own records, per address space:
 - `("write_locked",)`: the VMAs write-locked under the current `mmap_lock` writer
-  (`vm_lock_seq == mm_lock_seq`); one record, as `mm_lock_seq` is one word, so
-  `mmap_write_unlock` drops them all at once;
-- `("readers", vma)`: `vm_refcnt` readers holding the per-VMA read lock;
-- `("drain_waiter", vma)`: the CPU in `vma_start_write` waiting for them to drain.
+  (`vm_lock_seq == mm_lock_seq`); one record, as `mm_lock_seq` is one word;
+- `("readers", object)`: `vm_refcnt` readers of a VMA object; `("drain_waiter",
+  object)`: the CPU in `vma_start_write` waiting for them;
+- `("anon_vma", vma)`: the VMA has an `anon_vma`;
+- VMA objects: `("obj", object)` is the VMA living in an object (absent: the VMA the
+  object was first allocated for, of the same name), `("obj_of", vma)` its object,
+  `("free_objs",)` the freed objects, reused last-freed first.
 """
 
 from __future__ import annotations
@@ -46,14 +57,15 @@ from ..actors.effects import Effects
 from ..actors.footprint import Footprint
 from ..actors.kernel import Kernel, check_access
 from ..actors.messages import (
-    CallRcu,
     Downgrade,
     DownRead,
+    DownReadTrylock,
     Message,
     Protect,
     StoreVma,
     TreeDone,
     TreeRequest,
+    TrylockDone,
     Unmap,
     UpRead,
     UpWrite,
@@ -61,14 +73,15 @@ from ..actors.messages import (
 from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, View, goto, wait
 from ..actors.policy import NoTreeHooks, Policy
 from ..actors.tasks import FaultTask, SyscallTask
-from ..ids import MMAP_SEM, RCU, TREE, MmId, cpu
-from ..log.schema import FaultRetry, LockAcquire, LockRelease, LockWait, VmaDetach
-from ..mm.layout import PAGE_SIZE
+from ..ids import MM0, MMAP_SEM, TREE, MmId, cpu
+from ..log.schema import FaultRetry, LockAcquire, LockRelease, LockWait, VmaDetach, VmaFree
 from ..mm.vma import Vma
 from ..mm.world import World
 from .common import (
+    FRESH_FRAME,
+    INSTALL_WRITES,
     OLD_VMAS,
-    RANGE_PTE_FRAMES,
+    PAGE_PTE,
     RANGE_PTES,
     RANGE_VMAS,
     RETURN_WRITES,
@@ -79,28 +92,40 @@ from .common import (
     WRITERS,
     alloc_for_fault,
     down_read_then,
-    fault_under_mmap_sem,
+    MODEL_DIFFERENCES,
+    find_vma_locked,
     flush_phase,
     madvise_path,
-    mmap_done,
     mmap_path,
     mmap_placed,
     take_old,
     writer_start,
 )
-from .common import FRESH_FRAME, INSTALL_WRITES, PAGE_PTE
+
+
+@attrs.frozen
+class PerVmaKnobs:
+    #: After taking a VMA object's read lock, recheck that it still maps the address
+    #: (its range; its mm) — the object may have been freed and reused meanwhile.
+    recheck: bool = True
+
 
 # --- this design's own records ---------------------------------------------------------------------
 
 WRITE_LOCKED = ("write_locked",)
+FREE_OBJS = ("free_objs",)
 
 
-def readers_key(vma_id: str) -> tuple[str, str]:
-    return ("readers", vma_id)
+def readers_key(obj: str) -> tuple[str, str]:
+    return ("readers", obj)
 
 
-def drain_key(vma_id: str) -> tuple[str, str]:
-    return ("drain_waiter", vma_id)
+def drain_key(obj: str) -> tuple[str, str]:
+    return ("drain_waiter", obj)
+
+
+def anon_vma_key(vma_id: str) -> tuple[str, str]:
+    return ("anon_vma", vma_id)
 
 
 @attrs.frozen(cache_hash=True)
@@ -122,56 +147,137 @@ def set_write_locked(k: Kernel, vids: frozenset[str]) -> None:
     k.policy_set(WRITE_LOCKED, vids or None)
 
 
+def vma_in(k: Kernel, obj: str) -> str:
+    """The VMA living in object `obj` now."""
+    return k.policy_get(("obj", obj), obj)
+
+
+def obj_of(k: Kernel, vma_id: str) -> str:
+    return k.policy_get(("obj_of", vma_id), vma_id)
+
+
+def free_vma(k: Kernel, vma_id: str) -> None:
+    """vm_area_free(): SLAB_TYPESAFE_BY_RCU hands the object back at once."""
+    vma = k.vma(vma_id)
+    k.set_vma(attrs.evolve(vma, state="freed"))
+    k.emit(VmaFree(cpu=k.id, addr=vma.start, pages=vma.pages, vma=vma_id))
+    k.policy_set(FREE_OBJS, k.policy_get(FREE_OBJS, ()) + (obj_of(k, vma_id),))
+
+
 class BornLocked(NoTreeHooks):
-    """A new VMA is write-locked before it enters the tree ("mm: always lock new vma
-    before inserting into vma tree"), until the writer's mmap_write_unlock."""
+    """A new VMA takes the last freed object, if any, and is write-locked before it
+    enters the tree ("mm: always lock new vma before inserting into vma tree") until
+    the writer's mmap_write_unlock."""
 
     def vma_created(self, fx: Effects, mm: MmId, vma: Vma) -> None:
+        free: tuple[str, ...] = fx.policy_get(mm, FREE_OBJS, ())
+        if free:
+            obj = free[-1]
+            fx.policy_set(mm, FREE_OBJS, free[:-1] or None)
+            fx.policy_set(mm, ("obj", obj), vma.id if vma.id != obj else None)
+            fx.policy_set(mm, ("obj_of", vma.id), obj if obj != vma.id else None)
         locked: frozenset[str] = fx.policy_get(mm, WRITE_LOCKED, frozenset())
         fx.policy_set(mm, WRITE_LOCKED, locked | {vma.id})
 
     def tree_footprint(self, world: World, mm: MmId, msg: TreeRequest) -> Footprint:
-        return Footprint.of(writes=[fp.policy(mm, WRITE_LOCKED)])
+        objs = [fp.policy(mm, WRITE_LOCKED), fp.policy(mm, FREE_OBJS)]
+        request = getattr(msg, "request", None)
+        free: tuple[str, ...] = world.mm(mm).policy.get(FREE_OBJS, ())  # type: ignore[assignment]
+        if request is not None and free:
+            objs += [fp.policy(mm, ("obj", free[-1])), fp.policy(mm, ("obj_of", request.vma))]
+        return Footprint.of(writes=objs)
+
+
+def with_anon_vmas(world: World) -> World:
+    """A scenario's anonymous maps that start with pages have an anon_vma."""
+    space = world.mm(MM0)
+    records = space.policy
+    for vid, vma in space.vmas.items():
+        if vma.kind == "anon" and any(vma.covers(p) for p in space.ptes):
+            records = records.set(anon_vma_key(vid), True)
+    return world.with_mm(MM0, attrs.evolve(space, policy=records))
+
+
+def _obj_at_addr(v: View) -> Iterable[fp.Obj]:
+    """The object of the VMA a lookup finds at the faulting address."""
+    vid = v.world.mm(v.cpu.mm).tree.find_vma(v.fault.vaddr)
+    return [fp.policy(v.cpu.mm, ("obj_of", vid))] if vid is not None else []
 
 
 def _write_locked(v: View) -> Iterable[fp.Obj]:
     return [fp.policy(v.cpu.mm, WRITE_LOCKED)]
 
 
-def _task_readers(v: View) -> Iterable[fp.Obj]:
+def _obj(v: View) -> Iterable[fp.Obj]:
+    """The fault's VMA object: which VMA lives in it, and that VMA."""
+    t = v.fault
+    if t.obj is None:
+        return []
+    space = v.world.mm(v.cpu.mm)
+    vid = space.policy.get(("obj", t.obj), t.obj)
+    assert isinstance(vid, str)
+    return [fp.policy(v.cpu.mm, ("obj", t.obj)), fp.vma(v.cpu.mm, vid), fp.policy(v.cpu.mm, anon_vma_key(vid))]
+
+
+def _obj_readers(v: View) -> Iterable[fp.Obj]:
+    obj = v.fault.obj
+    return [fp.policy(v.cpu.mm, readers_key(obj)), fp.policy(v.cpu.mm, drain_key(obj))] if obj is not None else []
+
+
+def _anon_vma(v: View) -> Iterable[fp.Obj]:
     vid = v.fault.vma
-    return [fp.policy(v.cpu.mm, readers_key(vid)), fp.policy(v.cpu.mm, drain_key(vid))] if vid is not None else []
+    return [fp.policy(v.cpu.mm, anon_vma_key(vid))] if vid is not None else []
 
 
 def _range_readers(v: View) -> Iterable[fp.Obj]:
     t = v.syscall
     assert t.start is not None
-    tree = v.world.mm(v.cpu.mm).tree
-    return [fp.policy(v.cpu.mm, key(vid)) for vid in tree.vma_ids(t.start, t.end) for key in (readers_key, drain_key)]
+    space = v.world.mm(v.cpu.mm)
+    out: list[fp.Obj] = []
+    for vid in space.tree.vma_ids(t.start, t.end):
+        obj = space.policy.get(("obj_of", vid), vid)
+        out += [fp.policy(v.cpu.mm, ("obj_of", vid)), fp.policy(v.cpu.mm, readers_key(obj)),  # type: ignore[arg-type]
+                fp.policy(v.cpu.mm, drain_key(obj))]  # type: ignore[arg-type]
+    return out
 
 
+def _freed_objs(v: View) -> Iterable[fp.Obj]:
+    mm = v.cpu.mm
+    return [fp.policy(mm, FREE_OBJS)] + [fp.policy(mm, ("obj_of", vid)) for vid in v.syscall.old]
+
+
+OBJ_AT_ADDR = Access("vma object@addr", _obj_at_addr)
 WRITE_LOCKS = Access("vma write locks", _write_locked)
-TASK_READERS = Access("vma readers", _task_readers)
+OBJ = Access("vma object", _obj)
+OBJ_READERS = Access("object readers", _obj_readers)
+ANON_VMA = Access("anon_vma", _anon_vma)
 RANGE_READERS = Access("readers@range", _range_readers)
+FREED_OBJS = Access("freed objects", _freed_objs)
 
 # --- fault: lock_vma_under_rcu ------------------------------------------------------------------------
 
 
 def fallback(k: Kernel, t: FaultTask, reason: str) -> FaultTask:
     k.emit(FaultRetry(cpu=k.id, addr=t.page, pages=1, vma=t.vma, reason=f"{reason}: lock_mm_and_find_vma"))
-    return down_read_then("mm_lookup", t, k, vma=None, holds=("mmap_sem",))
+    return down_read_then("mm_lookup", t, k, vma=None, obj=None, holds=("mmap_sem",))
 
 
-def vma_end_read(k: Kernel, vma_id: str) -> None:
+def vma_end_read(k: Kernel, obj: str) -> None:
     """Drop the per-VMA read lock; the last reader wakes a writer waiting to drain them."""
-    readers = k.policy_get(readers_key(vma_id), 0) - 1
-    k.emit(LockRelease(cpu=k.id, vma=vma_id, lock="vma", mode="read"))
+    vid = vma_in(k, obj)
+    readers = k.policy_get(readers_key(obj), 0) - 1
+    k.emit(LockRelease(cpu=k.id, vma=vid, lock="vma", mode="read"))
     if readers == 0:
-        waiter: int | None = k.policy_get(drain_key(vma_id), None)
+        waiter: int | None = k.policy_get(drain_key(obj), None)
         if waiter is not None:
-            k.send(cpu(waiter), Drained(vma=vma_id))
-            k.policy_set(drain_key(vma_id), None)
-    k.policy_set(readers_key(vma_id), readers or None)
+            k.send(cpu(waiter), Drained(vma=vid))
+            k.policy_set(drain_key(obj), None)
+    k.policy_set(readers_key(obj), readers or None)
+
+
+def needs_anon_vma(k: Kernel, t: FaultTask, vma: Vma) -> bool:
+    """A write fault on an anonymous VMA that has no anon_vma yet."""
+    return t.access == "store" and vma.kind == "anon" and not k.policy_get(anon_vma_key(vma.id), False)
 
 
 def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
@@ -180,25 +286,48 @@ def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
     if vma is None:
         k.rcu_read_unlock()
         return fallback(k, t, "no vma under RCU")
-    return goto(t, "vma_lock", vma=vma.id, holds=("rcu",))
+    return goto(t, "vma_lock", vma=vma.id, obj=obj_of(k, vma.id), holds=("rcu",))
 
 
 def fault_vma_lock(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
-    assert t.vma is not None
-    vma = k.read_vma(t.vma)
-    locked = t.vma in write_locked(k)
-    if locked or vma.state != "live":
+    """vma_start_read on the object the lookup found, then lock_vma_under_rcu's rechecks."""
+    assert t.obj is not None
+    vid = vma_in(k, t.obj)
+    vma = k.vma(vid)  # SLAB_TYPESAFE_BY_RCU: the object is a VMA object, freed or not
+    if vid in write_locked(k):
         k.rcu_read_unlock()
-        return fallback(k, t, f"vma {vma.id} is {'write-locked' if locked else vma.state}")
-    k.policy_set(readers_key(vma.id), k.policy_get(readers_key(vma.id), 0) + 1)
-    k.emit(LockAcquire(cpu=k.id, vma=vma.id, lock="vma", mode="read"))
+        return fallback(k, t, f"vma {vid} is write-locked")
+    if vma.state != "live":  # vm_refcnt is zero: -EAGAIN, the area was replaced
+        k.rcu_read_unlock()
+        k.emit(FaultRetry(cpu=k.id, addr=t.page, pages=1, vma=vid, reason=f"vma {vid} is {vma.state}: look it up again"))
+        return goto(t, START, vma=None, obj=None, holds=())
+    k.policy_set(readers_key(t.obj), k.policy_get(readers_key(t.obj), 0) + 1)
+    k.emit(LockAcquire(cpu=k.id, vma=vid, lock="vma", mode="read"))
     k.rcu_read_unlock()
+    if k.knobs(PerVmaKnobs).recheck and not vma.covers(t.vaddr):
+        vma_end_read(k, t.obj)
+        return fallback(k, t, f"vma object {t.obj} now holds vma {vid}, which does not map the address")
     why = check_access(vma, t.access)
     if why is not None:
-        vma_end_read(k, vma.id)
+        vma_end_read(k, t.obj)
         k.segv(t, why)
         return EXIT
-    return goto(t, "alloc", holds=("vma_read",))
+    if needs_anon_vma(k, t, vma):
+        k.send(MMAP_SEM, DownReadTrylock(mm=k.mm))
+        return wait(t, "anon_vma", TrylockDone, vma=vid, holds=("vma_read",))
+    return goto(t, "alloc", vma=vid, holds=("vma_read",))
+
+
+def fault_anon_vma(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    """__vmf_anon_prepare under the per-VMA lock: with mmap_lock taken by trylock,
+    prepare the anon_vma; without it, VM_FAULT_RETRY on the mmap_lock path."""
+    assert isinstance(msg, TrylockDone) and t.obj is not None and t.vma is not None
+    if msg.ok:
+        k.policy_set(anon_vma_key(t.vma), True)
+        k.send(MMAP_SEM, UpRead(mm=k.mm))
+        return goto(t, "alloc")
+    vma_end_read(k, t.obj)
+    return fallback(k, t, f"vma {t.vma} has no anon_vma and mmap_lock is taken")
 
 
 def fault_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
@@ -206,9 +335,29 @@ def fault_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
 
 
 def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> str:
+    assert t.vma is not None and t.obj is not None
+    k.install_for_fault(k.vma(t.vma), t)
+    vma_end_read(k, t.obj)
+    k.fault_done(t)
+    return EXIT
+
+
+def mm_lookup(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
+    return find_vma_locked(k, t, "mm_alloc")
+
+
+def mm_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    """Under mmap_lock the anon_vma can be prepared at once."""
+    assert t.vma is not None
+    if needs_anon_vma(k, t, k.vma(t.vma)):
+        k.policy_set(anon_vma_key(t.vma), True)
+    return alloc_for_fault(k, t, "mm_install")
+
+
+def mm_install(k: Kernel, t: FaultTask, msg: Message | None) -> str:
     assert t.vma is not None
     k.install_for_fault(k.vma(t.vma), t)
-    vma_end_read(k, t.vma)
+    k.send(MMAP_SEM, UpRead(mm=k.mm))
     k.fault_done(t)
     return EXIT
 
@@ -226,8 +375,9 @@ def vma_start_write(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
             locked = locked | {vid}
             set_write_locked(k, locked)
             k.emit(LockAcquire(cpu=k.id, vma=vid, lock="vma", mode="write"))
-        if k.policy_get(readers_key(vid), 0):
-            k.policy_set(drain_key(vid), k.id)
+        obj = obj_of(k, vid)
+        if k.policy_get(readers_key(obj), 0):
+            k.policy_set(drain_key(obj), k.id)
             k.emit(LockWait(cpu=k.id, vma=vid, lock="vma", mode="write"))
             return wait(t, "write_lock", Drained)
     return goto(t, next_phase)
@@ -258,16 +408,21 @@ def mmap_unlock_done(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
 def munmap_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     assert t.start is not None
     k.send(TREE, Unmap(addr=t.start, pages=t.pages, entry="null", mm=k.mm))
-    return wait(t, "zap", TreeDone)
+    return wait(t, "detached", TreeDone)
+
+
+def munmap_detached(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    return take_old(t, msg, "downgrade") or t
+
+
+def munmap_downgrade(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    # Readers may take mmap_lock again from here on, before the zap, flush and frees.
+    k.send(MMAP_SEM, Downgrade(mm=k.mm))
+    return goto(t, "zap")
 
 
 def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    woken = take_old(t, msg, "zap")
-    if woken is not None:
-        return woken
     assert t.start is not None
-    # Readers may take mmap_lock again while the zap, flush and frees run.
-    k.send(MMAP_SEM, Downgrade(mm=k.mm))
     return goto(t, "flush", frames=k.zap_range(t.start, t.pages))
 
 
@@ -276,7 +431,7 @@ def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
         k.free_frame(fid)
     for vid in t.old:
         set_write_locked(k, write_locked(k) - {vid})
-        k.send(RCU, CallRcu(vma=vid, mm=k.mm))
+        free_vma(k, vid)
     k.send(MMAP_SEM, UpRead(mm=k.mm))
     k.syscall_return(goto(t, "free", frames=()), t.old)
     return EXIT
@@ -306,8 +461,9 @@ def map_fixed_store(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTa
 
 
 def map_fixed_done(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    # vms_complete_munmap_vmas, once the new VMA is in the tree: the old ones go.
     for vid in t.old:
-        k.send(RCU, CallRcu(vma=vid, mm=k.mm))
+        free_vma(k, vid)
     write_unlock(k)
     k.syscall_return(t, t.old)
     return EXIT
@@ -334,46 +490,64 @@ def mprotect_release(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
     return EXIT
 
 
-ZAP_WRITES = (RANGE_PTES, RANGE_PTE_FRAMES)
+FREE_WRITES = (TASK_FRAMES, OLD_VMAS, FREED_OBJS)
 
 PROTOCOL = ProtocolTable((
     Path("fault", (
         Phase(START, fault_start, ("vma_lock", "mm_lookup"),
               "rcu_read_lock; mas_walk for the VMA (none: rcu_read_unlock, fall back)", sends=(DownRead,),
-              reads=(TREE_READ, VMA_AT_ADDR)),
-        Phase("vma_lock", fault_vma_lock, ("alloc", "mm_lookup", EXIT),
-              "vma_start_read: write-locked or detached -> rcu_read_unlock, fall back; else take a vm_refcnt reader "
-              "reference; rcu_read_unlock", sends=(DownRead, Drained),
-              reads=(TASK_VMA, WRITE_LOCKS), writes=(TASK_READERS,)),
+              reads=(TREE_READ, VMA_AT_ADDR, OBJ_AT_ADDR)),
+        Phase("vma_lock", fault_vma_lock, ("alloc", "anon_vma", START, "mm_lookup", EXIT),
+              "vma_start_read on the object found: write-locked -> fall back; vm_refcnt zero (detached, freed) -> "
+              "look it up again; else a reader reference, rcu_read_unlock, and the recheck: the object no longer "
+              "maps the address -> vma_end_read, fall back; a first write to an anonymous VMA needs its anon_vma: "
+              "mmap_read_trylock", sends=(DownRead, DownReadTrylock, Drained),
+              reads=(OBJ, WRITE_LOCKS), writes=(OBJ_READERS,)),
+        Phase("anon_vma", fault_anon_vma, ("alloc", "mm_lookup"),
+              "__vmf_anon_prepare: trylock got mmap_lock: prepare the anon_vma, mmap_read_unlock; it did not: "
+              "VM_FAULT_RETRY (vma_end_read), fall back", sends=(UpRead, DownRead, Drained),
+              reads=(OBJ,), writes=(ANON_VMA, OBJ_READERS)),
         Phase("alloc", fault_alloc, ("install",), "page-cache lookup or page allocation",
               reads=(PAGE_PTE, TASK_VMA), writes=(FRESH_FRAME,)),
         Phase("install", fault_install, (EXIT,),
               "page-table lock: set the PTE; vma_end_read (the last reader wakes a waiting writer)",
-              sends=(Drained,), reads=(TASK_VMA,), writes=INSTALL_WRITES + (TASK_READERS,)),
-    ) + fault_under_mmap_sem("mm_")),
+              sends=(Drained,), reads=(TASK_VMA, OBJ), writes=INSTALL_WRITES + (OBJ_READERS,)),
+        Phase("mm_lookup", mm_lookup, ("mm_alloc", EXIT),
+              "lock_mm_and_find_vma under mmap_lock for read (waits for a writer); none or forbidden: up_read, "
+              "SIGSEGV", sends=(UpRead,), reads=(TREE_READ, VMA_AT_ADDR)),
+        Phase("mm_alloc", mm_alloc, ("mm_install",),
+              "prepare the anon_vma if a first write needs it; page-cache lookup or page allocation",
+              reads=(PAGE_PTE, TASK_VMA), writes=(FRESH_FRAME, ANON_VMA)),
+        Phase("mm_install", mm_install, (EXIT,), "page-table lock: set the PTE unless one is there; up_read",
+              sends=(UpRead,), reads=(TASK_VMA,), writes=INSTALL_WRITES),
+    )),
     Path("munmap", (
         writer_start("write_lock", "mmap_write_lock"),
         _write_lock_phase("update"),
-        Phase("update", munmap_update, ("zap",), "tree owner clears the range (NULL); VMAs detached", sends=(Unmap,)),
-        Phase("zap", munmap_zap, ("zap", "flush"), "mmap_write_downgrade; zap the PTEs", sends=(Downgrade,),
-              writes=(RANGE_PTES,)),
+        Phase("update", munmap_update, ("detached",), "tree owner clears the range (NULL); VMAs detached",
+              sends=(Unmap,)),
+        Phase("detached", munmap_detached, ("downgrade",), "the VMAs are out of the tree; next, downgrade"),
+        Phase("downgrade", munmap_downgrade, ("zap",),
+              "mmap_write_downgrade: faults may take mmap_lock for read (and SIGSEGV) from now on",
+              sends=(Downgrade,)),
+        Phase("zap", munmap_zap, ("flush",), "zap the PTEs", writes=(RANGE_PTES,)),
         flush_phase("free"),
         Phase("free", munmap_free, (EXIT,),
-              "free the frames; VMAs freed RCU-safely (call_rcu); mmap_read_unlock; return",
-              sends=(CallRcu, UpRead), writes=(TASK_FRAMES, WRITE_LOCKS) + RETURN_WRITES),
+              "free the frames, then the VMAs (their objects back to the slab at once); mmap_read_unlock; return",
+              sends=(UpRead,), writes=FREE_WRITES + (WRITE_LOCKS,) + RETURN_WRITES),
     )),
     Path("mmap_fixed", (
         writer_start("write_lock", "mmap_write_lock"),
         _write_lock_phase("detach"),
         Phase("detach", map_fixed_detach, ("zap",), "detach the old VMAs, still in the tree",
               reads=(TREE_READ,), writes=(RANGE_VMAS, WRITERS)),
-        Phase("zap", map_fixed_zap, ("flush",), "zap the old PTEs", writes=ZAP_WRITES[:1]),
+        Phase("zap", map_fixed_zap, ("flush",), "zap the old PTEs", writes=(RANGE_PTES,)),
         flush_phase("store"),
         Phase("store", map_fixed_store, ("done",), "free the old frames; tree owner stores the new VMA",
               sends=(StoreVma,), writes=(TASK_FRAMES,)),
-        Phase("done", map_fixed_done, (EXIT,),
-              "old VMAs freed RCU-safely; mmap_write_unlock (drops every VMA write lock); return",
-              sends=(CallRcu, UpWrite), writes=(WRITE_LOCKS,) + RETURN_WRITES),
+        Phase("done", map_fixed_done, (EXIT,), "free the old VMAs (their objects back to the slab at once); "
+              "mmap_write_unlock (drops every VMA write lock); return",
+              sends=(UpWrite,), writes=(OLD_VMAS, FREED_OBJS, WRITE_LOCKS) + RETURN_WRITES),
     )),
     Path("mprotect", (
         writer_start("write_lock", "mmap_write_lock"),
@@ -388,17 +562,35 @@ PROTOCOL = ProtocolTable((
     mmap_path(
         done=Phase("done", mmap_unlock_done, (EXIT,), "mmap_write_unlock (the new VMA's write lock goes too); "
                    "return the address", sends=(UpWrite,), writes=(WRITE_LOCKS,) + RETURN_WRITES),
-        insert_doc="tree owner places and stores the new VMA, write-locked"),
+        insert_doc="tree owner places and stores the new VMA, write-locked, in the last freed VMA object"),
     madvise_path(),
 ))
 
 PERVMA = Policy(
     name="pervma",
-    summary=("Linux 6.4+ per-VMA locks: lock_vma_under_rcu, fallback to mmap_lock; writers write-lock VMAs "
-             "(waiting for readers), MAP_FIXED blocks faults"),
+    summary=("Linux 6.15+ per-VMA locks: lock_vma_under_rcu with its rechecks, fallback to mmap_lock; writers "
+             "write-lock VMAs (waiting for readers); a first anonymous write needs mmap_lock; VMA objects reused "
+             "at once"),
     protocol=PROTOCOL,
+    config=PerVmaKnobs(),
     hooks=BornLocked(),
+    setup=with_anon_vmas,
+    kernel=("Linux 6.15+: mm/mmap_lock.c lock_vma_under_rcu, vma_start_read, vma_start_write; "
+            "arch/x86/mm/fault.c do_user_addr_fault; mm/memory.c __vmf_anon_prepare; mm/vma.c do_vmi_align_munmap, "
+            "__mmap_region; kernel/fork.c vm_area_free (SLAB_TYPESAFE_BY_RCU). v6.4-v6.14 had a per-VMA "
+            "rw_semaphore and freed VMAs with call_rcu"),
+    differences=MODEL_DIFFERENCES + (
+        "MADV_DONTNEED takes mmap_lock for read, as in 6.15 (later kernels may use the per-VMA lock)",
+        "lock_mm_and_find_vma does not expand a stack (no grows-down mappings yet)",
+        "a VMA object is reused only within the same address space (one mm per scenario)",
+    ),
 )
 
-__all__ = ["PERVMA", "PROTOCOL", "Drained", "BornLocked", "vma_start_write", "write_unlock", "vma_end_read",
-           "WRITE_LOCKED", "PAGE_SIZE", "mmap_done", "RANGE_PTE_FRAMES", "OLD_VMAS"]
+ABLATIONS = (
+    PERVMA.ablation("pervma-no-vma-recheck", "ablation of pervma: after taking a VMA object's read lock, no recheck "
+                    "that it still maps the address, though the object may have been reused (trips wrong-vma)",
+                    config=PerVmaKnobs(recheck=False)),
+)
+
+__all__ = ["PERVMA", "ABLATIONS", "PROTOCOL", "PerVmaKnobs", "Drained", "BornLocked", "vma_start_write",
+           "write_unlock", "vma_end_read", "WRITE_LOCKED", "FREE_OBJS"]

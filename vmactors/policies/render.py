@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..actors.phases import EXIT, Phase, ProtocolTable
+from ..actors.policy import Policy
 
 
 def _names(items: object) -> str:
@@ -27,10 +28,29 @@ def _touches(ph: Phase) -> str:
     return "; ".join(parts)
 
 
-def protocol_tables(name: str, table: ProtocolTable, markdown: bool = False) -> str:
+def kernel_notes(policy: Policy, markdown: bool = False) -> list[str]:
+    """Which kernel the design follows, and where the model differs from it."""
+    if not policy.kernel:
+        return []
+    if markdown:
+        lines = ["", f"**Kernel.** {policy.kernel}"]
+        if policy.differences:
+            lines += ["", "**Where the model differs.**", ""] + [f"- {d}" for d in policy.differences]
+        return lines
+    lines = [f"  kernel: {policy.kernel}"]
+    if policy.differences:
+        lines.append("  where the model differs:")
+        lines += [f"    - {d}" for d in policy.differences]
+    return lines
+
+
+def protocol_tables(name: str, table: ProtocolTable, markdown: bool = False, kernel: Policy | None = None) -> str:
     """Every path of `table`: each phase, what it does, the phases it hands over to,
-    the messages it sends and the shared objects it touches."""
+    the messages it sends and the shared objects it touches (after the kernel the
+    design follows, if `kernel` gives the policy)."""
     lines = [f"### {name}" if markdown else name]
+    if kernel is not None:
+        lines += kernel_notes(kernel, markdown)
     for path in table.paths:
         if markdown:
             lines += ["", f"**{path.name.replace('_', ' ')}**", "",
@@ -50,4 +70,4 @@ def protocol_tables(name: str, table: ProtocolTable, markdown: bool = False) -> 
     return "\n".join(lines)
 
 
-__all__ = ["protocol_tables"]
+__all__ = ["protocol_tables", "kernel_notes"]

@@ -41,7 +41,6 @@ from .common import (
     INSTALL_WRITES,
     OLD_VMAS,
     PAGE_PTE,
-    RANGE_PTE_FRAMES,
     RANGE_PTES,
     RANGE_TLB,
     RETURN_WRITES,
@@ -52,6 +51,7 @@ from .common import (
     VMA_AT_ADDR,
     alloc_for_fault,
     flush_and_wait,
+    MODEL_DIFFERENCES,
     flush_phase,
     madvise_path,
     mmap_path,
@@ -214,12 +214,18 @@ def zap_and_release(k: Kernel, t: SyscallTask) -> SyscallTask:
     outside the writers' serialisation."""
     assert t.start is not None
     frames = k.zap_range(t.start, t.pages)
-    if k.knobs(WilcoxKnobs).free_before_flush:
-        for fid in frames:
-            k.free_frame(fid)
-        frames = ()
     k.send(MMAP_SEM, UpWrite(mm=k.mm))
     return goto(t, "flush", frames=frames)
+
+
+def flush(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
+    """The shootdown; wilcox-free-before-flush frees the frames as soon as it is
+    asked for, before the acks are in."""
+    t = flush_and_wait(k, t, next_phase)
+    if k.knobs(WilcoxKnobs).free_before_flush:
+        free_frames(k, t)
+        t = attrs.evolve(t, frames=())
+    return t
 
 
 def munmap_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
@@ -238,11 +244,11 @@ def munmap_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask 
         # The ablation: return once the IPIs are on their way; the remainder (`tail`)
         # runs when the acks are in.
         assert t.start is not None
-        k.flush_tlb_range(t.start, t.pages)
+        k.flush_tlb_range(t.start, t.pages, t.index)
         k.syscall_return(t, t.old)
         k.evolve_cpu(tail=wait(t, "tail", FlushDone))
         return EXIT
-    return flush_and_wait(k, t, "free")
+    return flush(k, t, "free")
 
 
 def munmap_tail(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
@@ -290,6 +296,10 @@ def map_fixed_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask
         assert isinstance(msg, TreeDone) and t.request is not None
         return goto(t, "zap", old=msg.vmas, new=t.request.vma, ret=t.start)
     return zap_and_release(k, t)
+
+
+def map_fixed_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    return flush(k, t, "free")
 
 
 def map_fixed_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
@@ -348,7 +358,7 @@ FAULT = Path("fault", (
           sends=(CallRcu,), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES),
 ))
 
-ZAP_WRITES = (RANGE_PTES, RANGE_PTE_FRAMES)
+ZAP_WRITES = (RANGE_PTES,)
 
 PROTOCOL = ProtocolTable((
     FAULT,
@@ -359,8 +369,9 @@ PROTOCOL = ProtocolTable((
         Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs; release the writers' lock", sends=(UpWrite,),
               writes=ZAP_WRITES),
         Phase("flush", munmap_flush, ("free", EXIT), "local flush and shootdown; wait for every ack "
-              "(wilcox-early-return: return now, the rest runs as the `tail` on the acks)", sends=(Flush,),
-              writes=(RANGE_TLB,) + RETURN_WRITES),
+              "(wilcox-early-return: return now, the rest runs as the `tail` on the acks; "
+              "wilcox-free-before-flush: free the frames now)", sends=(Flush,),
+              writes=(RANGE_TLB, TASK_FRAMES) + RETURN_WRITES),
         Phase("free", munmap_free, ("clear", "put"), "free the frames", writes=(TASK_FRAMES,)),
         Phase("clear", munmap_clear, ("put",), "tree owner turns ZERO into NULL", sends=(ClearZero,)),
         Phase("put", munmap_put, (EXIT,), "drop the tree's VMA references (the last one: call_rcu); return",
@@ -375,7 +386,8 @@ PROTOCOL = ProtocolTable((
               "tree owner stores the new VMA over the range in one store; old VMAs detached", sends=(MapFixed,)),
         Phase("zap", map_fixed_zap, ("zap", "flush"), "zap the old PTEs; release the writers' lock",
               sends=(UpWrite,), writes=ZAP_WRITES),
-        flush_phase("free"),
+        Phase("flush", map_fixed_flush, ("free",), "local flush and shootdown; wait for every ack "
+              "(wilcox-free-before-flush: free the frames now)", sends=(Flush,), writes=(RANGE_TLB, TASK_FRAMES)),
         Phase("free", map_fixed_free, (EXIT,), "free the old frames; drop the old VMAs' tree references; return",
               sends=(CallRcu,), writes=(TASK_FRAMES,) + PUT_WRITES + RETURN_WRITES),
     )),
@@ -399,13 +411,21 @@ WILCOX = Policy(
              "while munmap flushes, MAP_FIXED never blocks faults"),
     protocol=PROTOCOL,
     config=WilcoxKnobs(),
+    kernel=("none: Matthew Wilcox's proposal on linux-mm, \"Splitting the mmap_sem\" (December 2019). Its maple "
+            "tree, read under RCU, was merged in 6.1; per-VMA references, rcu_map_pages and munmap's ZERO entry "
+            "never were"),
+    differences=MODEL_DIFFERENCES + (
+        "the proposal leaves the writers' side open: here writers are serialised by mmap_sem for write, released "
+        "after the tree update and the zap",
+        "no anon_vma: how a first anonymous write would get one under RCU is not part of the proposal",
+    ),
 )
 
 ABLATIONS = (
     WILCOX.ablation("wilcox-no-zero", "ablation of wilcox: munmap stores NULL, not ZERO, so a new mmap can reuse "
                     "the range before the flush (trips coherence)", config=WilcoxKnobs(zero_entry=False)),
-    WILCOX.ablation("wilcox-free-before-flush", "ablation of wilcox: frames freed at the zap, before the shootdown "
-                    "completes (trips frame-uaf)", config=WilcoxKnobs(free_before_flush=True)),
+    WILCOX.ablation("wilcox-free-before-flush", "ablation of wilcox: frames freed once the shootdown is asked for, "
+                    "before it completes (trips frame-uaf)", config=WilcoxKnobs(free_before_flush=True)),
     WILCOX.ablation("wilcox-no-grace", "ablation of wilcox: the last reference frees the VMA at once, without an "
                     "RCU grace period (trips vma-uaf)", config=WilcoxKnobs(grace_period=False)),
     WILCOX.ablation("wilcox-no-recheck", "ablation of wilcox: no recheck under the page-table lock that the VMA is "

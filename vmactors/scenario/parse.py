@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 import attrs
 
 from vmactors.errors import ScenarioError
+from vmactors.log.schema import INVARIANTS
 from vmactors.policies import POLICY_NAMES
 from vmactors.scenario.exists import KEYWORDS, ExistsSyntaxError, parse_exists_located
 from vmactors.scenario.locate import Locator, Position
@@ -61,15 +62,8 @@ MAX_PAGES = (MMAP_BASE - MMAP_MIN) // PAGE_SIZE
 WORD_MIN = -(2**63)
 WORD_LIMIT = 2**64
 
-#: The invariants of DESIGN §5, in the order of its table.
-INVARIANT_NAMES: tuple[str, ...] = (
-    "coherence",
-    "frame-uaf",
-    "vma-uaf",
-    "orphan-pte",
-    "munmap-incomplete",
-    "deadlock",
-)
+#: The invariants, in the order of their table (vmactors.log.schema).
+INVARIANT_NAMES: tuple[str, ...] = tuple(INVARIANTS)
 VERDICTS: tuple[str, ...] = ("never", "sometimes", "always")
 PROTS: tuple[str, ...] = ("none", "r", "rw")
 KINDS: tuple[str, ...] = ("anon", "file")
@@ -398,8 +392,14 @@ class _Parser:
         for key in raw:
             if key in POLICY_NAMES:
                 continue
+            value = raw[key]
+            dotted = [f"{key}.{sub}" for sub in value] if isinstance(value, dict) else []
             if key in TOP_KEYS:
                 message = self.misplaced(key, "[expect]")
+            elif any(d in POLICY_NAMES for d in dotted):
+                name = next(d for d in dotted if d in POLICY_NAMES)
+                message = (f"unknown policy '{key}' in [expect]: TOML reads the dot in {name} as a nested key; "
+                           f'quote the name: "{name}" = ...')
             else:
                 message = f"unknown policy '{key}' in [expect]{_suggest(key, POLICY_NAMES)} (known policies: {', '.join(POLICY_NAMES)})"
             self.fail(message, self.at_key("expect", key))

@@ -98,7 +98,8 @@ class Machine:
             cpu_state = states[i]
             assert isinstance(cpu_state, CpuState)
             states[i] = attrs.evolve(cpu_state, tlb=setup.tlbs[i])
-        self.initial = System(world=setup.world, actors=tuple(states), channels=immutables.Map(),
+        world = setup.world if self.policy.setup is None else self.policy.setup(setup.world)
+        self.initial = System(world=world, actors=tuple(states), channels=immutables.Map(),
                               clocks=(0,) * len(self.actors))
 
     # --- the scheduler's view ----------------------------------------------------------------
