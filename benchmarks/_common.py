@@ -1,5 +1,5 @@
 """Shared helpers for the benchmark scripts: the library scenarios, a machine line,
-small tables. Benchmarks are plain commands (DESIGN §9): they print figures and
+small tables. Benchmarks are plain commands (docs/design.md#performance-goals): they print figures and
 ratios measured in one process; nothing here is a pass/fail test."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exploration speed (DESIGN §9): exhaustive time, distinct states and states/s per
+"""Exploration speed (docs/design.md#performance-goals): exhaustive time, distinct states and states/s per
 library scenario and main policy (goal: a few seconds each — taken here as <= 5 s);
 random and PCT runs/s; the `--jobs 2` speed-up on sampling and on a 4-policy
 exhaustive exploration (goal >= 1.7x on 2 cores), measured through

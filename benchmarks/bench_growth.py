@@ -1,4 +1,4 @@
-"""Growth (DESIGN §9): tree lookup cost against the number of VMAs (should grow like
+"""Growth (docs/design.md#performance-goals): tree lookup cost against the number of VMAs (should grow like
 log n), run time against CPUs and against ops per thread (should be linear), and
 per-step cost against the size of the address space (should be flat: the invariant
 checks are incremental).

@@ -1,4 +1,4 @@
-"""PCT against random on bugs of known depth (DESIGN §9, §3): how often one run
+"""PCT against random on bugs of known depth (docs/design.md#performance-goals, docs/design.md#reproducible-runs): how often one run
 finds the violation, next to PCT's guarantee 1/(n·k^(d-1)) (Burckhardt et al.,
 ASPLOS 2010: n actors, k steps, bug depth d).
 

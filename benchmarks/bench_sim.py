@@ -1,4 +1,4 @@
-"""Simulator speed (DESIGN §9): actor steps per second with the JSONL log written to
+"""Simulator speed (docs/design.md#performance-goals): actor steps per second with the JSONL log written to
 a file, against raw Trio memory-channel round trips per second in the same process.
 Goal: ratio >= 0.5.
 

@@ -1,4 +1,4 @@
-"""Frames (DESIGN §1): LIFO reuse, so a use-after-free shows up fast."""
+"""Frames (docs/design.md#the-world): LIFO reuse, so a use-after-free shows up fast."""
 
 from __future__ import annotations
 

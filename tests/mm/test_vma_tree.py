@@ -1,4 +1,4 @@
-"""The VMA tree (DESIGN §1): a range map of VMA / NULL / ZERO entries with a top-down
+"""The VMA tree (docs/design.md#the-world): a range map of VMA / NULL / ZERO entries with a top-down
 allocator, checked against a reference model that is a plain dict page -> entry."""
 
 from __future__ import annotations

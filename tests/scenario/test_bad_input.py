@@ -1,4 +1,4 @@
-"""Bad scenario files (DESIGN §6): each is a `ScenarioError` rendered as
+"""Bad scenario files (docs/scenario-format.md): each is a `ScenarioError` rendered as
 `FILE:LINE:COL: message` (or `FILE: message` when nothing can be pointed at),
 naming the culprit.  Positions below were counted by hand: lines and columns
 are 1-based; a key error points at the key, an op error at the op's first

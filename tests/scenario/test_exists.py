@@ -1,4 +1,4 @@
-"""The `exists` clause: parse, print, evaluate (DESIGN §6)."""
+"""The `exists` clause: parse, print, evaluate (docs/scenario-format.md)."""
 
 from __future__ import annotations
 

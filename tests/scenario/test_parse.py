@@ -1,4 +1,4 @@
-"""Scenario files that are right parse to the values DESIGN §6 describes."""
+"""Scenario files that are right parse to the values docs/scenario-format.md describes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from vmactors.scenario.model import (
     Store,
 )
 
-# The example of DESIGN §6, verbatim.
+# The example of docs/scenario-format.md, verbatim.
 DESIGN_EXAMPLE = """\
 name = "mapfixed-two-readers"
 about = "Thread 2 replaces A with MAP_FIXED while threads 0 and 1 read it."

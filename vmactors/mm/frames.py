@@ -1,4 +1,4 @@
-"""Physical frames, with LIFO reuse so a use-after-free shows up fast (DESIGN §1)."""
+"""Physical frames, with LIFO reuse so a use-after-free shows up fast (docs/design.md#the-world)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Address layout constants (DESIGN §1)."""
+"""Address layout constants (docs/design.md#the-world)."""
 
 from __future__ import annotations
 

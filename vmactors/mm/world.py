@@ -1,4 +1,4 @@
-"""Shared world state (DESIGN §1): frames and page caches, and one `AddressSpace` per
+"""Shared world state (docs/design.md#the-world): frames and page caches, and one `AddressSpace` per
 `mm`, keyed by its id. Changed only inside one actor step (that step is the
 page-table lock); TLBs belong to their CPUs and live in the CPU state.
 

@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN §6): the data model, the parser and the `exists` clause.
+"""Scenario files (docs/scenario-format.md): the data model, the parser and the `exists` clause.
 
 >>> from vmactors.scenario import parse_scenario
 >>> s = parse_scenario('name = "t"\\n[[thread]]\\nops = ["r0 = load 0x10000"]\\n', "t.toml")

@@ -1,4 +1,4 @@
-"""The `exists` clause (DESIGN §6): parse, evaluate, print.  Never `eval`.
+"""The `exists` clause (docs/scenario-format.md): parse, evaluate, print.  Never `eval`.
 
 Grammar (loosest first; `not` binds tighter than `and`, `and` tighter than
 `or`; herd7's `\\/`, `/\\` and `~` are accepted as spellings of `or`, `and`,

@@ -1,4 +1,4 @@
-"""The parsed form of a scenario file (DESIGN §6): plain frozen values, no behaviour.
+"""The parsed form of a scenario file (docs/scenario-format.md): plain frozen values, no behaviour.
 
 The parser (`vmactors.scenario.parse`) produces these; the simulator consumes them.
 

@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN §6): TOML text -> a validated `Scenario`.
+"""Scenario files (docs/scenario-format.md): TOML text -> a validated `Scenario`.
 
 Everything a user can get wrong is a `ScenarioError` with the best position
 known (`FILE:LINE:COL: message`, or `FILE: message` when nothing in the text can
@@ -54,7 +54,7 @@ __all__ = ["INVARIANT_NAMES", "load_scenario", "parse_scenario"]
 
 PAGE_SIZE = 4096
 WORD_SIZE = 8
-#: User mappings live in [MMAP_MIN, MMAP_BASE) (DESIGN §1).
+#: User mappings live in [MMAP_MIN, MMAP_BASE) (docs/design.md#the-world).
 MMAP_MIN = 0x10000
 MMAP_BASE = 0x7F0000000000
 MAX_PAGES = (MMAP_BASE - MMAP_MIN) // PAGE_SIZE
