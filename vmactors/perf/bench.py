@@ -157,10 +157,15 @@ def plot(path: str, title: str, points: Sequence[Point], metric: str = "faults")
         raise UsageError(f"--plot {path}: the file must end in .png or .svg")
     plt.rcParams["svg.hashsalt"] = "vmactors"  # the same SVG each time
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for name in dict.fromkeys(p.policy for p in points):
+    # Curves often coincide (designs that write the same number of shared lines):
+    # markers and dashes of their own keep each one visible.
+    styles = [("o", "-", 9), ("s", "--", 7), ("^", ":", 6), ("x", "-.", 8), ("D", (0, (1, 3)), 4)]
+    for i, name in enumerate(dict.fromkeys(p.policy for p in points)):
         mine = [p for p in points if p.policy == name]
         ys = [(p.throughput if metric == "faults" else p.ops_per_s) / 1e6 for p in mine]
-        ax.plot([p.cpus for p in mine], ys, marker="o", label=name)
+        marker, dash, size = styles[i % len(styles)]
+        ax.plot([p.cpus for p in mine], ys, marker=marker, linestyle=dash, markersize=size, fillstyle="none",
+                label=name)
     ax.set_xscale("log", base=2)
     cpus = sorted({p.cpus for p in points})
     ax.set_xticks(cpus, [str(c) for c in cpus])
