@@ -127,3 +127,10 @@ def test_help_examples_run(vmcli, tmp_path) -> None:
         p = vmcli(*example[1:], cwd=tmp_path)
         assert p.returncode in (0, 1) and p.stderr == "", (example, p.stderr)
         assert re.search(r"mapfixed-two-readers", p.stdout)
+
+
+def test_policies_markdown_prints_only_the_tables(vmcli) -> None:
+    p = vmcli("policies", "--markdown", "--policy", "wilcox")
+    assert p.returncode == 0
+    assert "policies:" not in p.stdout and "ablations" not in p.stdout.split("|", 1)[0]
+    assert p.stdout.lstrip().startswith(("#", "|", "**"))

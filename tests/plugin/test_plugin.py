@@ -390,3 +390,25 @@ def test_a_failing_test_shows_how_to_replay_its_runs(pytester: pytest.Pytester) 
         "one [[]glisse, direct, seed=4[]]: ok after * steps; regs {'0:r0': 1}*",
         "*replay: vm.run(s, 'glisse', choices=[[]*[]])",
     ])
+
+
+def test_the_testing_guides_first_example_passes_in_an_empty_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docs/testing.md's complete test file, copied into an empty folder (no conftest,
+    no scenarios/ beside it), passes: the headline scenario comes from the installed
+    library by name."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    code = re.search(r"```python\n(# test_fence.py\n.*?)```", doc, re.S)
+    assert code is not None
+    (tmp_path / "test_fence.py").write_text(code.group(1))
+    env = dict(os.environ)
+    env.pop("PYTEST_XDIST_WORKER", None)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_fence.py"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "3 passed" in p.stdout
