@@ -149,8 +149,7 @@ def add_run(sub: Any) -> None:
     _scenario_argument(p)
     p.add_argument("--policy", type=_policy, default="mmap_sem", metavar="P",
                    help="the locking design (`vmactors policies` lists them) (default: %(default)s)")
-    p.add_argument("--seed", type=_int, default=0, metavar="N",
-                   help="seed of the random scheduler (default: %(default)s)")
+    p.add_argument("--seed", type=_int, metavar="N", help="seed of the random scheduler (default: 0)")
     p.add_argument("--choices", type=_choice_list, metavar="LIST",
                    help="run this choice list instead (`2,0,1`: the index of the step taken at each "
                         "scheduler decision among those enabled; after its end, choice 0); replaces --seed "
@@ -438,6 +437,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .sim.strategies import make
 
     scenario = load(args.scenario)
+    if args.choices is not None and args.seed is not None:
+        warn("run", "--seed is ignored with --choices (the choice list is the schedule)")
+    if args.seed is None:
+        args.seed = 0
     if args.choices is not None:
         strategy = make("replay", 0, choices=args.choices)
         how = f"choices {_choices_text(args.choices)}"

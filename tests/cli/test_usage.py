@@ -37,7 +37,7 @@ def test_every_option_has_help_that_states_its_default(command) -> None:
         text = action.help or ""
         if len(text) < 15:
             undocumented.append(f"{'/'.join(action.option_strings) or action.dest}: no help")
-        elif action.option_strings and "default" not in text and command != "inspect":
+        elif action.option_strings and "default" not in text:
             undocumented.append(f"{'/'.join(action.option_strings)}: no default in {text!r}")
     assert undocumented == []
 
@@ -134,3 +134,10 @@ def test_policies_markdown_prints_only_the_tables(vmcli) -> None:
     assert p.returncode == 0
     assert "policies:" not in p.stdout and "ablations" not in p.stdout.split("|", 1)[0]
     assert p.stdout.lstrip().startswith(("#", "|", "**"))
+
+
+def test_run_warns_that_choices_replace_the_seed(vmcli) -> None:
+    p = vmcli("run", "mapfixed-two-readers", "--seed", "3", "--choices", "0,1")
+    assert p.returncode == 0
+    assert p.stderr == "vmactors run: warning: --seed is ignored with --choices (the choice list is the schedule)\n"
+    assert p.stdout.splitlines()[0] == "policy mmap_sem, choices 0,1"

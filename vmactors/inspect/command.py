@@ -63,21 +63,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("log", metavar="LOG", help="a run's JSON Lines log (vmactors run --log FILE)")
     f = p.add_argument_group("filters (combined with 'and')")
-    f.add_argument("--cpu", metavar="N", help="events whose cpu is N")
-    f.add_argument("--actor", metavar="NAME", help="events of one actor: cpu0, tree, shootdown, rcu, mmap_sem, sim")
-    f.add_argument("--event", metavar="GLOB", help="event names matching a shell glob, e.g. 'ipi.*' or 'tlb.*'")
+    f.add_argument("--cpu", metavar="N", help="events whose cpu is N (default: any CPU)")
+    f.add_argument("--actor", metavar="NAME", help="events of one actor: cpu0, tree, shootdown, rcu, mmap_sem, sim (default: any actor)")
+    f.add_argument("--event", metavar="GLOB", help="event names matching a shell glob, e.g. 'ipi.*' or 'tlb.*' (default: every event)")
     f.add_argument("--addr", metavar="ADDR",
-                   help="events whose page range holds ADDR: decimal, 0x hex, or a map label (`A`, `A+0x8`)")
-    f.add_argument("--from-step", metavar="N", help="events at step N or later")
-    f.add_argument("--to-step", metavar="N", help="events at step N or earlier")
+                   help="events whose page range holds ADDR: decimal, 0x hex, or a map label (`A`, `A+0x8`) "
+                        "(default: any address)")
+    f.add_argument("--from-step", metavar="N", help="events at step N or later (default: from the first step)")
+    f.add_argument("--to-step", metavar="N", help="events at step N or earlier (default: to the last step)")
     v = p.add_argument_group("views (default: the matching lines, unchanged)")
-    v.add_argument("--table", action="store_true", help="a table: step, vtime, actor, event, cpu, addr, details")
-    v.add_argument("--history", metavar="ADDR", help="the story of the virtual page holding ADDR (as for --addr)")
-    v.add_argument("--timeline", action="store_true", help="one column per actor, one row per step")
+    v.add_argument("--table", action="store_true", help="a table: step, vtime, actor, event, cpu, addr, details (default: the lines as they are)")
+    v.add_argument("--history", metavar="ADDR",
+                   help="the story of the virtual page holding ADDR, as for --addr (default: no history)")
+    v.add_argument("--timeline", action="store_true",
+                   help="one column per actor, one row per step (default: no timeline)")
     v.add_argument(
         "--diagram",
         choices=DIAGRAMS,
-        help="message sequence diagram: mermaid text, a self-contained html page, or an ascii race chart",
+        help="message sequence diagram: mermaid text, a self-contained html page, or an ascii race chart "
+        "(default: no diagram)",
     )
     p.set_defaults(func=run)
 
