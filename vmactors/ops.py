@@ -1,5 +1,5 @@
 """What a thread can do: the ops of a scenario's `[[thread]]`, as the parser makes
-them and the CPU actor runs them (DESIGN §6).
+them and the CPU actor runs them (docs/design.md#scenarios).
 
 >>> Load(reg="r0", addr=Addr(label="A", offset=8))
 Load(reg='r0', addr=Addr(label='A', offset=8))

@@ -1,5 +1,5 @@
-"""Invariant checkers (DESIGN §5) on hand-built bad states, the deadlock report, and
-the ablations of DESIGN §4, each tripping its invariant where its parent is clean."""
+"""Invariant checkers (docs/design.md#invariants) on hand-built bad states, the deadlock report, and
+the ablations of docs/design.md#ablations, each tripping its invariant where its parent is clean."""
 
 from __future__ import annotations
 
@@ -353,7 +353,7 @@ def test_every_ablation_is_covered() -> None:
     assert sorted(a[0] for a in ABLATIONS) == sorted(NAMES)
 
 
-# --- every syscall returns only after its shootdown (DESIGN §1) ------------------------
+# --- every syscall returns only after its shootdown (docs/design.md#the-world) ------------------------
 
 WRITER = """
     name = "writer"

@@ -1,4 +1,4 @@
-"""`glisse` (DESIGN §4), litmus style: the fault fence of MAP_FIXED and of a range
+"""`glisse` (docs/design.md#policies), litmus style: the fault fence of MAP_FIXED and of a range
 reused before its old flush is done."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`wilcox` (DESIGN §4), litmus style: ZERO entries, VMA references and RCU freeing,
+"""`wilcox` (docs/design.md#policies), litmus style: ZERO entries, VMA references and RCU freeing,
 the recheck under the page-table lock."""
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def test_the_retry_in_the_log(scenario, walk, run_events) -> None:
 
 
 def test_mprotect_publishes_a_copy_and_a_racing_fault_retries(scenario, walk) -> None:
-    """DESIGN §4: RCU readers never see a VMA change under them; mprotect stores a
+    """docs/design.md#policies: RCU readers never see a VMA change under them; mprotect stores a
     copy (`1.0`) with the new protection, so a racing fault's recheck fails."""
     s = scenario("""
         name = "store-vs-mprotect"

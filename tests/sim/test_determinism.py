@@ -1,4 +1,4 @@
-"""Determinism (DESIGN §3): a run is a function of (scenario, policy, strategy, seed)
+"""Determinism (docs/design.md#reproducible-runs): a run is a function of (scenario, policy, strategy, seed)
 or of its choice list; the log is byte-identical in any process and any
 PYTHONHASHSEED."""
 
@@ -121,7 +121,7 @@ def test_events_kept_in_memory_are_the_log_lines(scenario) -> None:
 
 @pytest.mark.parametrize("policy", ["mmap_sem", "pervma"])
 def test_choice_0_lets_the_last_actor_go_on(scenario, policy) -> None:
-    """DESIGN §3: choice 0 means "let the actor that ran last go on", so a choice list
+    """docs/design.md#reproducible-runs: choice 0 means "let the actor that ran last go on", so a choice list
     of zeros has no preemptions."""
     s = scenario(MIXED)
     for seed in range(3):

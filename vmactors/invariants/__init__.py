@@ -1,4 +1,4 @@
-"""Invariant checkers (DESIGN §5), run after every step.
+"""Invariant checkers (docs/design.md#invariants), run after every step.
 
 Each checker looks only at what the step touched — the pages named by its events,
 the accesses and VMA reads it noted — so its cost does not grow with the address

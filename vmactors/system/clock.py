@@ -1,4 +1,4 @@
-"""The cost model: how long every actor step takes, in virtual nanoseconds (DESIGN §9).
+"""The cost model: how long every actor step takes, in virtual nanoseconds (docs/performance-model.md).
 
 One home for every cost rule and every parameter. `Machine.actor_step` asks it for
 each step's end; `vmactors bench` runs workloads under it with the timed scheduler

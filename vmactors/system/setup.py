@@ -1,5 +1,5 @@
 """The world before the threads start: layout, page caches, prefaulted pages, and
-each CPU's thread (DESIGN §1, §6)."""
+each CPU's thread (docs/design.md#the-world, #scenarios)."""
 
 from __future__ import annotations
 
