@@ -291,6 +291,11 @@ class CpuActor(Actor[CpuState]):
             elif isinstance(task, SyscallTask):
                 yield from task.frames
 
+    def adopt(self, state: CpuState) -> CpuState:
+        """Another CPU's state as this CPU's (symmetry reduction: the two run the same
+        program, so the state reads the same on either)."""
+        return attrs.evolve(state, id=self.index, thread=self.thread.thread)
+
     def rename_frames(self, state: CpuState, ren: Mapping[int, int]) -> CpuState:
         tlb = immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in state.tlb.items()})
         task = state.task
