@@ -166,7 +166,7 @@ def assemble(expander: Expander, g: StateGraph, cut: str | None, frontier: int
         node = first[(regs, end)]
         states.append(FinalState(regs, end, count, None, tuple(g.path(node)), g.depth[node]))
     if expander.options.symmetry:
-        states = expand_final_states(expander, states)
+        states = expand_final_states(machine, expander.symmetry, states)
     labels = machine.labels
     states = [attrs.evolve(s, exists=evaluate(scenario.exists, reg_map(dict(s.regs)), labels))
               if scenario.exists is not None else s for s in states]

@@ -38,11 +38,11 @@ from ..actors.cpu import CpuActor
 from ..actors.tasks import CpuState
 from ..ops import Load, Store
 from ..system.machine import Machine
+from ..actors.messages import Envelope
 from ..system.state import Step, System
 
 if TYPE_CHECKING:
     from .results import FinalState
-    from .space import Expander
 
 
 def symmetry_classes(machine: Machine) -> tuple[tuple[int, ...], ...]:
@@ -98,7 +98,7 @@ class Symmetry:
         def slot(k: int) -> int:
             return ren[k] if k < n else k
 
-        channels = immutables.Map({(slot(a), slot(b)): q if all(e.rename_cpus(ren) is e for e in q)
+        channels: immutables.Map[tuple[int, int], tuple[Envelope, ...]] = immutables.Map({(slot(a), slot(b)): q if all(e.rename_cpus(ren) is e for e in q)
                                    else tuple(e.rename_cpus(ren) for e in q)
                                    for (a, b), q in system.channels.items()})
         world = system.world.rename_cpus(ren, self._record)
@@ -204,10 +204,9 @@ def _task(task: Any) -> tuple[Any, ...]:
     return tuple(str(x) if not isinstance(x, int) else x for x in out)
 
 
-def expand_final_states(expander: "Expander", states: list["FinalState"]) -> list["FinalState"]:
-    """Add each final state's images under the symmetry (other thread labellings),
-    with the choices of a run that ends in the image."""
-    sym = expander.symmetry
+def expand_final_states(machine: Machine, sym: "Symmetry | None", states: list["FinalState"]) -> list["FinalState"]:
+    """Add each final state's images under the symmetry `sym` (other thread
+    labellings), with the choices of a run that ends in the image."""
     if sym is None or not sym:
         return states
     out: dict[tuple[Any, str], FinalState] = {}
@@ -218,16 +217,13 @@ def expand_final_states(expander: "Expander", states: list["FinalState"]) -> lis
             regs = sym.relabel(s.regs, ren)
             if (regs, s.end) in out:
                 continue
-            choices = _image_choices(expander, s.choices or (), ren)
+            choices = _image_choices(machine, sym, s.choices or (), ren)
             out[(regs, s.end)] = attrs.evolve(s, regs=regs, choices=choices)
     return list(out.values())
 
 
-def _image_choices(expander: "Expander", choices: Sequence[int], ren: Mapping[int, int]) -> tuple[int, ...]:
+def _image_choices(m: Machine, sym: "Symmetry", choices: Sequence[int], ren: Mapping[int, int]) -> tuple[int, ...]:
     """The choices of the run whose every step is the renamed step of `choices`' run."""
-    m = expander.machine
-    sym = expander.symmetry
-    assert sym is not None
     system = m.initial
     image = m.initial
     out = []
