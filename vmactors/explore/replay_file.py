@@ -30,6 +30,7 @@ import attrs
 import orjson
 
 from ..errors import UsageError
+from ..output import OutputError, reason, write_output
 from ..scenario.model import Scenario
 from ..scenario.parse import load_scenario, parse_scenario
 
@@ -57,8 +58,13 @@ def scenario_text(scenario: Scenario) -> str | None:
 
 def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choices: tuple[int, ...],
                  *, text: str | None = None, **extra: Any) -> Path:
-    """Write a replay file; `text`, the scenario's source, makes it self-contained."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a replay file (atomically: `vmactors.output`); `text`, the scenario's
+    source, makes it self-contained. A folder that cannot be made or written is an
+    `OutputError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError("replay file", str(path), f"cannot make its folder {path.parent}: {reason(e)}") from None
     try:
         rel = os.path.relpath(Path(scenario_path).resolve(), path.parent.resolve())
     except ValueError:  # another drive
@@ -67,9 +73,7 @@ def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choic
            "choices": list(choices), **extra}
     if text is not None:
         doc["scenario_text"] = text
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    tmp.replace(path)
+    write_output(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n", "replay file")
     return path
 
 

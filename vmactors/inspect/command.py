@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Iterable
 from typing import IO
 
 from vmactors.errors import UsageError
+from vmactors.output import silence_stdout
 from vmactors.inspect.diagram import collect_sequence, render_mermaid
 from vmactors.inspect.filters import EventFilter, check_event_glob, parse_addr, parse_count
 from vmactors.inspect.history import page_history
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as cat does.
-        _silence_stdout()
+        silence_stdout()
     return 0
 
 
@@ -222,12 +222,3 @@ def print_lines(records: Iterable[Record], filt: EventFilter, out: IO[str]) -> i
         if buffer is not None:
             buffer.flush()
     return count
-
-
-def _silence_stdout() -> None:
-    """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation: no real fd
-        pass
