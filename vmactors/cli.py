@@ -528,7 +528,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .explore.replay_file import read_replay
+    from .explore.replay_file import read_replay, replay_problem
     from .sim.strategies import make
 
     replay = read_replay(args.file, force=args.force)
@@ -543,6 +543,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                           log, max_steps)
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
+        # A replay that is not the run saved must not pass for it (no log either).
+        problem = replay_problem(replay, len(result.choices), result.violations, result.exists)
+        if problem and not replay.changed:
+            raise UsageError(f"{args.file}: {problem}")
+        if problem:
+            warn("replay", problem)
     what = replay.doc.get("invariant")
     at = replay.doc.get("violated_at_step", replay.doc.get("steps"))
     saved = f"; saved for {what}" + (f", violated at step {at}" if isinstance(at, int) else "") if what else ""
