@@ -124,9 +124,11 @@ def run_atheris(seconds: float, save: bool) -> int:
     except ImportError:
         print("atheris is not installed (pip install -e '.[fuzz]'); use the default engine", file=sys.stderr)
         return 2
-    with atheris.instrument_imports():
-        import vmactors.scenario.exists  # noqa: F401
-        import vmactors.scenario.parse  # noqa: F401
+    import vmactors.cli  # noqa: F401 - everything a scenario goes through, loaded ...
+    import vmactors.scenario.parse  # noqa: F401
+    import vmactors.sim.run  # noqa: F401
+
+    atheris.instrument_all()  # ... then instrumented for coverage (already-imported code included)
     seeds = Path(tempfile.mkdtemp(prefix="vmactors-atheris-seeds-"))
     for p in LIBRARY:
         (seeds / p.name).write_bytes(p.read_bytes())
