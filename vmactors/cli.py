@@ -13,18 +13,22 @@ argparse's usage block); see each command's help for the rest.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import UsageError
 from .library import did_you_mean
+from .log.sink import log_output
+from .output import reason, silence_stdout, write_output
 from .policies import ABLATIONS, MAIN_POLICIES, POLICY_NAMES
+from .signals import find_interrupt, handle_signals, under_trio
 from .version import __version__
 
 DEFAULT_MAX_STEPS = 100_000
@@ -331,16 +335,98 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; returns its exit status. Whatever happens, the user gets a
+    result or one line on stderr, never a traceback: bad input, an output that cannot
+    be written (2), SIGINT (130) or SIGTERM (143), after the command has kept what it
+    finished (`vmactors.signals`)."""
+    with handle_signals():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            status = _call(args)
+            _flush_stdout()
+            return status
+        except BaseException as exc:  # noqa: BLE001 - sorted out below, re-raised if unknown
+            return _failed(exc, argv)
+
+
+def _call(args: argparse.Namespace) -> int:
     try:
-        status = args.func(args)
-    except UsageError as e:
-        print(e, file=sys.stderr)
-        return 2
+        return int(args.func(args))
     except BrokenPipeError:  # `vmactors inspect … | head`
+        silence_stdout()
         return 0
-    return int(status)
+
+
+def _flush_stdout() -> None:
+    """Write out what is still buffered for stdout: a full disk or a closed pipe shows
+    here (as an error, not as the interpreter's complaint at exit)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except OSError as e:
+        silence_stdout()
+        raise UsageError(f"cannot write standard output: {reason(e).lower()}") from None
+
+
+def _failed(exc: BaseException, argv: Sequence[str] | None) -> int:
+    """The exit status (and the one line on stderr) for a command that raised `exc`."""
+    if isinstance(exc, SystemExit):  # argparse: --help, --version, a usage error
+        raise exc
+    command = _command_name(argv)
+    interrupt = find_interrupt(exc)
+    if interrupt is not None:
+        _try_flush_stdout()
+        print(f"{command}: {interrupt}", file=sys.stderr)
+        return interrupt.status
+    if isinstance(exc, UsageError) or (isinstance(exc, BaseExceptionGroup) and _leaf(exc, UsageError)):
+        err = exc if isinstance(exc, UsageError) else _leaf(exc, UsageError)
+        _try_flush_stdout()
+        print(err, file=sys.stderr)
+        return 2
+    oserror = exc if isinstance(exc, OSError) else _leaf(exc, OSError) if isinstance(exc, BaseExceptionGroup) else None
+    if isinstance(oserror, OSError):
+        if oserror.filename is None and (_stdout_broken() or oserror.errno in _STREAM_ERRORS):
+            # Every file vmactors writes reports its own errors with its path
+            # (`OutputError`); a write error without one is standard output's.
+            silence_stdout()
+            if isinstance(oserror, BrokenPipeError):
+                return 0
+            print(f"{command}: cannot write standard output: {reason(oserror).lower()}", file=sys.stderr)
+            return 2
+        where = f"{oserror.filename}: " if oserror.filename is not None else ""
+        print(f"{command}: {where}{reason(oserror)}", file=sys.stderr)
+        return 2
+    if isinstance(exc, MemoryError) or (isinstance(exc, BaseExceptionGroup) and _leaf(exc, MemoryError)):
+        print(f"{command}: out of memory (a smaller scenario, or a lower --max-states, may fit)", file=sys.stderr)
+        return 2
+    raise exc
+
+
+#: Write errors of a stream: a full disk, a closed pipe, a device error.
+_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
+
+
+def _command_name(argv: Sequence[str] | None) -> str:
+    words = list(sys.argv[1:] if argv is None else argv)
+    names = {a.__name__[len("add_"):] for a in COMMANDS}
+    command = next((w for w in words if w in names), None)
+    return f"vmactors {command}" if command else "vmactors"
+
+
+def _stdout_broken() -> bool:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def _try_flush_stdout() -> None:
+    """Before a last line on stderr: what the command printed goes out first."""
+    if _stdout_broken():
+        silence_stdout()
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -356,27 +442,6 @@ def load(arg: str):  # type: ignore[no-untyped-def]
     from .scenario.parse import load_scenario
 
     return load_scenario(resolve(arg))
-
-
-@contextmanager
-def _write_log_atomically(path: str | None) -> Iterator[IO[bytes] | None]:
-    """A log file that appears only if the run completes (nothing written on error)."""
-    if path is None:
-        yield None
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        f = open(tmp, "wb")
-    except OSError as e:
-        raise UsageError(f"cannot write log {path}: {e.strerror}") from None
-    try:
-        with f:
-            yield f
-        tmp.replace(target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _print_run(result, scenario) -> None:  # type: ignore[no-untyped-def]
@@ -407,7 +472,8 @@ def _run(runtime: str, scenario, policy, strategy, seed, log, max_steps):  # typ
     from .sim.trio_runtime import run_with_trio
 
     try:
-        return run_with_trio(scenario, policy, strategy, seed, log, max_steps)
+        with under_trio():  # Trio unwinds its tasks itself at a signal
+            return run_with_trio(scenario, policy, strategy, seed, log, max_steps)
     except BaseExceptionGroup as group:  # Trio's nursery wraps what a task raised
         bad = _leaf(group, ValueError)
         if bad is None:
@@ -449,7 +515,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         strategy = make("random", args.seed)
         how, again = f"seed {args.seed}", f"--seed {args.seed}"
     max_steps = max(args.max_steps, len(args.choices or ()))
-    with _write_log_atomically(args.log) as log:
+    with log_output(args.log) as log:
         try:
             result = _run(args.runtime, scenario, args.policy, strategy, 0 if args.choices is not None else args.seed,
                           log, max_steps)
@@ -462,7 +528,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .explore.replay_file import read_replay
+    from .explore.replay_file import read_replay, replay_problem
     from .sim.strategies import make
 
     replay = read_replay(args.file, force=args.force)
@@ -471,12 +537,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if replay.changed:
         warn("replay", f"{replay.changed}: the run may differ from the one saved")
     max_steps = max(DEFAULT_MAX_STEPS, len(replay.choices))
-    with _write_log_atomically(args.log) as log:
+    with log_output(args.log) as log:
         try:
             result = _run(args.runtime, replay.scenario, replay.policy, make("replay", 0, choices=replay.choices), 0,
                           log, max_steps)
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
+        # A replay that is not the run saved must not pass for it (no log either).
+        problem = replay_problem(replay, len(result.choices), result.violations, result.exists)
+        if problem and not replay.changed:
+            raise UsageError(f"{args.file}: {problem}")
+        if problem:
+            warn("replay", problem)
     what = replay.doc.get("invariant")
     at = replay.doc.get("violated_at_step", replay.doc.get("steps"))
     saved = f"; saved for {what}" + (f", violated at step {at}" if isinstance(at, int) else "") if what else ""
@@ -563,30 +635,45 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{s.path}: no [expect] table, skipped", flush=True)
 
     quiet = args.json
-    report = check.run_checks(paths, max_states=args.max_states, save=Path(args.save),
-                              on_result=None if quiet else stream, on_skip=None if quiet else skip)
+    finished: list[check.CaseResult] = []
+    try:
+        report = check.run_checks(paths, max_states=args.max_states, save=Path(args.save),
+                                  on_result=None if quiet else stream, on_skip=None if quiet else skip,
+                                  done=finished)
+    except KeyboardInterrupt:
+        # What finished is printed already (text) or printed now (JSON); no JUnit file,
+        # which would pass for a complete run.
+        partial = check.CheckReport(tuple(finished), ())
+        if args.json:
+            sys.stdout.write(json.dumps({**check.to_json(partial), "interrupted": True}, indent=2) + "\n")
+        else:
+            print(check.closing_line(partial) + " (interrupted)")
+        raise
     if args.json:
         sys.stdout.write(json.dumps(check.to_json(report), indent=2) + "\n")
     else:
         print(check.closing_line(report))
     if args.junit is not None:
-        Path(args.junit).write_bytes(check.to_junit(report))
+        write_output(args.junit, check.to_junit(report), "JUnit report")
     return report.status
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     from .explore.check import default_paths, scenario_files
-    from .explore.matrix import matrix
+    from .explore.matrix import Matrix, compute
     from .explore.runner import ProgressBar, stderr_is_tty
+    from .scenario.parse import load_scenario
 
     paths = default_paths(args.paths)
-    policies = args.policies or list(MAIN_POLICIES)
-    cells = len(scenario_files(paths)) * len(policies)
-    with ProgressBar(stderr_is_tty()) as bar:
-        advance = bar.task("scenario x policy", cells)
-        table = matrix(paths, policies, jobs=args.jobs, markdown=args.markdown, max_states=args.max_states,
-                       progress=lambda: advance(advance=1))
-    print(table)
+    table = Matrix([load_scenario(f) for f in scenario_files(paths)], args.policies or list(MAIN_POLICIES))
+    try:
+        with ProgressBar(stderr_is_tty()) as bar:
+            advance = bar.task("scenario x policy", len(table.scenarios) * len(table.policies))
+            compute(table, jobs=args.jobs, max_states=args.max_states, progress=lambda: advance(advance=1))
+    except KeyboardInterrupt:
+        print(table.render(args.markdown))  # the cells that finished; the others say so
+        raise
+    print(table.render(args.markdown))
     return 0
 
 

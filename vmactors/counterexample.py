@@ -44,7 +44,7 @@ def race_chart(scenario: Scenario, policy: str, choices: Sequence[int], *, to_st
     whole run if None)."""
     events = replay_events(scenario, policy, choices, max_steps)
     filt = EventFilter(to_step=to_step)
-    return render_race_chart(build_race_chart(_records(events), filt))
+    return render_race_chart(build_race_chart(_records(events), filt, limit=None))  # in memory already
 
 
 __all__ = ["race_chart", "replay_events"]

@@ -21,6 +21,7 @@ from ..errors import UsageError
 from ..library import library_dir
 from ..scenario.model import Expectation, Scenario
 from ..scenario.parse import load_scenario
+from ..signals import reraise
 from .exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
 from .replay_file import save_counterexample
 from .results import Exploration
@@ -146,12 +147,15 @@ def save_unexpected(want: Expectation, e: Exploration, witnesses: dict[str, tupl
 def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Path | None = Path("vmactors-runs"),
                progress: Callable[[str], None] | None = None,
                on_result: Callable[[CaseResult], None] | None = None,
-               on_skip: Callable[[Scenario], None] | None = None) -> CheckReport:
+               on_skip: Callable[[Scenario], None] | None = None,
+               done: list[CaseResult] | None = None) -> CheckReport:
     """Check every scenario under `paths` (bad input anywhere: `UsageError` before
-    any exploration)."""
+    any exploration). Each result is also appended to `done` as it comes, so that a
+    caller interrupted by a signal (`vmactors.signals.Interrupted`, which this lets
+    through) still has what finished."""
     files = scenario_files(paths)
     scenarios: list[Scenario] = [load_scenario(f) for f in files]
-    results: list[CaseResult] = []
+    results: list[CaseResult] = [] if done is None else done
     skipped: list[Scenario] = []
     for scen in scenarios:
         if not scen.expect:
@@ -164,6 +168,9 @@ def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Pat
                 progress(f"{scen.name} [{policy}]")
             t0 = time.perf_counter()
             e, witnesses = explore_exhaustive(scen, policy, max_states=max_states)
+            # The search stops at a signal and returns what it explored: that is not a
+            # result to compare, and the check stops.
+            reraise()
             seconds = time.perf_counter() - t0
             problems = compare(want, e)
             replays: tuple[tuple[str, str], ...] = ()

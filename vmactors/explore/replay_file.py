@@ -30,10 +30,16 @@ import attrs
 import orjson
 
 from ..errors import UsageError
+from ..output import OutputError, reason, write_output
 from ..scenario.model import Scenario
 from ..scenario.parse import load_scenario, parse_scenario
 
 REPLAY_FORMAT = 1
+#: The largest replay file read: a scenario and a choice list of every step allowed.
+MAX_REPLAY_BYTES = 64 << 20
+#: What a replay file may say it shows besides an invariant: the end state of a
+#: `check` whose `exists` verdict was not the one expected.
+EXISTS_CLAIMS = {"exists": True, "not-exists": False}
 
 
 def replay_path(folder: Path, scenario: str, policy: str, invariant: str) -> Path:
@@ -57,8 +63,13 @@ def scenario_text(scenario: Scenario) -> str | None:
 
 def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choices: tuple[int, ...],
                  *, text: str | None = None, **extra: Any) -> Path:
-    """Write a replay file; `text`, the scenario's source, makes it self-contained."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a replay file (atomically: `vmactors.output`); `text`, the scenario's
+    source, makes it self-contained. A folder that cannot be made or written is an
+    `OutputError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError("replay file", str(path), f"cannot make its folder {path.parent}: {reason(e)}") from None
     try:
         rel = os.path.relpath(Path(scenario_path).resolve(), path.parent.resolve())
     except ValueError:  # another drive
@@ -67,9 +78,7 @@ def write_replay(path: Path, scenario_path: str, sha256: str, policy: str, choic
            "choices": list(choices), **extra}
     if text is not None:
         doc["scenario_text"] = text
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    tmp.replace(path)
+    write_output(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n", "replay file")
     return path
 
 
@@ -134,7 +143,11 @@ def read_replay(path: str, *, force: bool = False) -> Replay:
     without it: the file its path names). A scenario whose sha256 differs from the one
     saved is refused (`UsageError`) unless `force`: then the file on disk is replayed."""
     try:
-        doc = orjson.loads(Path(path).read_bytes())
+        with open(path, "rb") as f:
+            data = f.read(MAX_REPLAY_BYTES + 1)  # bounded: `vmactors replay /dev/zero`
+        if len(data) > MAX_REPLAY_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_REPLAY_BYTES >> 20} MiB: not a replay file")
+        doc = orjson.loads(data)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such replay file") from None
     except IsADirectoryError:
@@ -151,6 +164,11 @@ def read_replay(path: str, *, force: bool = False) -> Replay:
     text = doc.get("scenario_text")
     if text is not None and not isinstance(text, str):
         raise UsageError(f"{path}: 'scenario_text' must be a string")
+    at = doc.get("violated_at_step")
+    if at is not None and (not isinstance(at, int) or isinstance(at, bool) or at < 0):
+        raise UsageError(f"{path}: 'violated_at_step' must be a non-negative integer")
+    if doc.get("invariant") is not None and not isinstance(doc["invariant"], str):
+        raise UsageError(f"{path}: 'invariant' must be a string")
     scen = Path(doc["scenario"])
     if not scen.is_absolute():
         scen = Path(path).parent / scen
@@ -186,5 +204,39 @@ def read_replay(path: str, *, force: bool = False) -> Replay:
     return Replay(path, doc["policy"], tuple(doc["choices"]), scenario, str(scen), changed, doc)
 
 
-__all__ = ["REPLAY_FORMAT", "Replay", "Saved", "read_replay", "replay_path", "save_counterexample",
+def replay_problem(replay: Replay, decisions: int, violations: tuple[str, ...], exists: bool | None) -> str:
+    """Why a replay did not show what its file says ('' when it did): `decisions` is
+    how many scheduler decisions the run made, `violations` the invariants it broke,
+    `exists` its verdict.
+
+    The choices must reach the end of the run, or, in a file that names the
+    invariant it shows, the step at which it is violated (`violated_at_step`: a
+    counterexample is saved cut there; the run goes on with choice 0, docs/design.md
+    #reproducible-runs). And the run must show what the file names: that invariant
+    violated, or the `exists` verdict (`exists`, `not-exists`) of a `check`. Anything
+    else is a file cut short, edited, or made by another version of the model.
+    """
+    doc, n = replay.doc, len(replay.choices)
+    claim = doc.get("invariant")
+    at = doc.get("violated_at_step", doc.get("steps"))  # `steps`: files written before 0.1's rename
+    if isinstance(at, bool):
+        at = None
+    if n > decisions:
+        return (f"its {n} choices go past the end of the run, which ends after {decisions} "
+                f"(a file cut from another run, or from another version of the scenario or of vmactors)")
+    needed = at if isinstance(at, int) and isinstance(claim, str) else decisions
+    if n < needed:
+        where = f"step {at}, where {claim} is violated" if needed == at else f"the end of the run ({decisions} steps)"
+        return (f"its choice list is cut short: {n} choices do not reach {where}; "
+                f"the rest would be guessed (choice 0), so the run would not be the one saved")
+    if claim in EXISTS_CLAIMS:
+        if exists is not EXISTS_CLAIMS[claim]:
+            return f"the run does not end where `exists` is {'true' if EXISTS_CLAIMS[claim] else 'false'}, as saved"
+    elif isinstance(claim, str) and claim not in violations:
+        shown = ", ".join(violations) or "none"
+        return f"the run does not violate {claim}, as saved (it violates: {shown})"
+    return ""
+
+
+__all__ = ["REPLAY_FORMAT", "replay_problem", "Replay", "Saved", "read_replay", "replay_path", "save_counterexample",
            "scenario_text", "write_replay"]

@@ -13,6 +13,7 @@ completion later set off.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from typing import Any
 
@@ -54,8 +55,10 @@ class Messages:
             return
         if name != MsgSend.NAME:
             return
-        src = str(ev.get("src", ev.get("actor")))
-        dst = str(ev.get("dst"))
+        # Interned: a log names a handful of actors, and a long one sends hundreds of
+        # thousands of messages, each kept here (inspect's memory is mostly this).
+        src = sys.intern(str(ev.get("src", ev.get("actor"))))
+        dst = sys.intern(str(ev.get("dst")))
         cause = ev.get("cause")
         parent = self.sent.get(cause) if cause is not None else None
         owed = self.unanswered.get((src, dst))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Iterable
 from typing import IO
 
 from vmactors.errors import UsageError
+from vmactors.output import silence_stdout
 from vmactors.inspect.diagram import collect_sequence, render_mermaid
 from vmactors.inspect.filters import EventFilter, check_event_glob, parse_addr, parse_count
 from vmactors.inspect.history import page_history
@@ -19,7 +19,7 @@ from vmactors.inspect.racechart import build_race_chart, render_race_chart
 from vmactors.inspect.reader import Record, open_log
 from vmactors.inspect.table import print_table
 from vmactors.library import did_you_mean
-from vmactors.inspect.timeline import build_timeline, render_timeline
+from vmactors.inspect.timeline import stream_timeline
 
 DESCRIPTION = """\
 Read a run's JSON Lines log and show part of it: the matching lines unchanged (the
@@ -161,14 +161,14 @@ def run(args: argparse.Namespace) -> int:
     history = None if args.history is None else resolve_addr(args.history, "--history", args.log)
     out = sys.stdout
     try:
-        with open_log(args.log) as log:
+        with open_log(args.log, rewindable=args.timeline or args.diagram is not None) as log:
             if args.table:
                 print_table(_until(log, filt.to_step), filt, out)
             elif history is not None:
                 for line in page_history(log, history, filt):
                     out.write(line + "\n")
             elif args.timeline:
-                out.write(render_timeline(build_timeline(log, filt)))
+                stream_timeline(log, log.rewind(), out, filt)
             elif args.diagram == "mermaid":
                 out.write(render_mermaid(collect_sequence(log, filt)))
             elif args.diagram == "html":
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as cat does.
-        _silence_stdout()
+        silence_stdout()
     return 0
 
 
@@ -222,12 +222,3 @@ def print_lines(records: Iterable[Record], filt: EventFilter, out: IO[str]) -> i
         if buffer is not None:
             buffer.flush()
     return count
-
-
-def _silence_stdout() -> None:
-    """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation: no real fd
-        pass

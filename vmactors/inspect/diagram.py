@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from vmactors.errors import UsageError
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.history import Translations
 from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, sort_actors, value_text
@@ -201,13 +202,27 @@ class _Pending:
     recv_step: int | None = None
 
 
-def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None) -> Sequence:
-    """Read the records once and keep the messages and violations to draw."""
+#: The most a diagram draws (messages, actions and notes): beyond, the picture is
+#: unreadable and its model would take memory in proportion to the log, so a bigger
+#: selection is refused with a hint to choose a window (docs/inspect.md).
+MAX_DRAWN = 50_000
+
+
+def too_big(what: str, limit: int) -> UsageError:
+    return UsageError(f"the {what} would draw more than {limit:,} items: choose a window (--from-step N "
+                      f"--to-step M) or a filter (--cpu, --actor, --event, --addr)")
+
+
+def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None,
+                     limit: int | None = MAX_DRAWN) -> Sequence:
+    """Read the records once and keep the messages and violations to draw (a message
+    received and not drawn is forgotten at once, so memory follows what is drawn, at
+    most `limit` items, else `UsageError`)."""
     filt = filt or EventFilter()
+    drawn = 0
     header: dict[str, Any] = {}
     end = None
-    sends: dict[Any, _Pending] = {}
-    order: list[Any] = []
+    sends: dict[Any, _Pending] = {}  # in log order: drawn, or not yet received
     notes: list[Note] = []
     actions: list[Action] = []
     tr = Translations()
@@ -220,28 +235,36 @@ def collect_sequence(records: Iterable[Record], filt: EventFilter | None = None)
             where = _action_actor(ev)
             if where is not None and filt.matches(ev):
                 actions.append(Action(ev["step"], where, name, action_text(ev), verdict or ""))
+                drawn += 1
+                if limit is not None and drawn > limit:
+                    raise too_big("diagram", limit)
             continue
         if name == RunStart.NAME:
             header = ev
         elif name == RunEnd.NAME:
             end = ev
         elif name == MsgSend.NAME and "msg_id" in ev:
-            if ev["msg_id"] not in sends:
-                order.append(ev["msg_id"])
-            sends[ev["msg_id"]] = _Pending(ev, filt.matches(ev))
+            sent = sends[ev["msg_id"]] = _Pending(ev, filt.matches(ev))
+            drawn += sent.drawn
         elif name == MsgRecv.NAME and "msg_id" in ev:
             pending = sends.get(ev["msg_id"])
             if pending is None:  # received but its send is not in the log: draw from here
-                order.append(ev["msg_id"])
                 pending = sends[ev["msg_id"]] = _Pending(ev, False)
             pending.recv_step = ev["step"]
-            pending.drawn = pending.drawn or filt.matches(ev)
+            if not pending.drawn and filt.matches(ev):
+                pending.drawn = True
+                drawn += 1
+            if not pending.drawn:
+                del sends[ev["msg_id"]]  # received, not drawn: nothing more to know
         elif name == InvariantViolated.NAME and filt.matches(ev):
+            drawn += 1
             cpu = ev.get("cpu")
             note_actors: tuple[str, ...] = (f"cpu{cpu}",) if isinstance(cpu, int) and not isinstance(cpu, bool) else ()
             notes.append(Note(ev["step"], note_actors, str(ev.get("invariant", "?")), str(ev.get("detail", "") or "")))
+        if limit is not None and drawn > limit:
+            raise too_big("diagram", limit)
     messages = []
-    for msg_id in order:
+    for msg_id in sends:
         p = sends[msg_id]
         if not p.drawn:
             continue

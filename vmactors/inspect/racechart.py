@@ -44,6 +44,7 @@ from typing import Any
 import attrs
 
 from vmactors.inspect.causality import Messages
+from vmactors.inspect.diagram import MAX_DRAWN, too_big
 from vmactors.inspect.filters import EventFilter
 from vmactors.inspect.history import Translations
 from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, ret_text, value_text
@@ -135,6 +136,7 @@ class RaceChart:
 class _Builder:
     def __init__(self, filt: EventFilter) -> None:
         self.filt = filt
+        self.limit: int | None = None
         self.rows: list[_Row] = []
         self.depth: dict[int, int] = {}  # cpu -> indent level
         self.origin: dict[Any, int | None] = {}  # msg_id -> CPU whose request started it
@@ -164,6 +166,8 @@ class _Builder:
                 break
             if row.column == cpu and row.text == text:
                 return
+        if self.limit is not None and len(self.rows) >= self.limit:
+            raise too_big("race chart", self.limit)
         self.rows.append(_Row(step, cpu, _ascii(text)))
         if cpu is not None:
             self.waiting_since[cpu] = len(self.rows)
@@ -326,9 +330,12 @@ class _Builder:
             self.add(step, cpu, f"[{actor}] free_page(frame {ev.get('frame')})")
 
 
-def build_race_chart(records: Iterable[Record], filt: EventFilter | None = None) -> RaceChart:
-    """Read the records once and keep the chart's lines."""
+def build_race_chart(records: Iterable[Record], filt: EventFilter | None = None,
+                     limit: int | None = MAX_DRAWN) -> RaceChart:
+    """Read the records once and keep the chart's lines (at most `limit`, else
+    `UsageError`: see `vmactors.inspect.diagram.MAX_DRAWN`)."""
     b = _Builder(filt or EventFilter())
+    b.limit = limit
     for rec in records:
         b.feed(rec.event)
     cpus = sorted({r.column for r in b.rows if r.column is not None})

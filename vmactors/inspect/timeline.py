@@ -21,8 +21,9 @@ step  cpu0                    cpu2                    tree                    mm
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
@@ -270,3 +271,186 @@ def render_timeline(tl: Timeline, max_cell: int = MAX_CELL) -> str:
     if tl.rows:
         out.append(LEGEND)
     return "\n".join(out) + "\n"
+
+
+# --- streaming: the same text, in bounded memory ----------------------------------------
+
+
+@attrs.define
+class _Plan:
+    """What the first pass over a log finds, so that the second can write the timeline
+    row by row: the columns and their widths, and each wait (actor, after, before)
+    that blocks at some step drawn."""
+
+    actors: list[str]
+    widths: dict[str, int]
+    waits: list[tuple[str, int, int]]
+    has_notes: bool
+    step_w: int
+    end: str | None
+
+
+class _Last2:
+    """The last two distinct steps at which something happened to an actor: enough to
+    ask whether anything happened strictly between two steps, the later one being now."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self) -> None:
+        self.a = self.b = -(1 << 62)  # b: the latest, a: the one before
+
+    def add(self, step: int) -> None:
+        if step != self.b:
+            self.a, self.b = self.b, step
+
+    def between(self, after: int, before: int) -> bool:
+        latest = self.b if self.b < before else self.a
+        return after < latest < before
+
+
+def _plan(records: Iterable[Record], filt: EventFilter, max_cell: int) -> _Plan:
+    """The first pass: `build_timeline`'s bookkeeping without keeping any row."""
+    messages = Messages()
+    lock_waits: dict[tuple[str, Any], int] = {}
+    waits: list[tuple[str, int, int, int]] = []  # (actor, after, before, last step drawn inside)
+    own_work: dict[str, _Last2] = {}
+    ends: dict[str, _Last2] = {}
+    longest: dict[str, int] = {}
+    cells: dict[str, list[tuple[bool, str]]] = {}
+    has_notes, end = False, None
+    last_row = -1  # the last step with a cell or a note
+    prev_step, last_step = -1, -1  # the window steps: the one before the current, and the current
+
+    def close_step() -> None:
+        for actor, labels in cells.items():
+            longest[actor] = max(longest.get(actor, 0), len("; ".join(cell_labels(labels))))
+        cells.clear()
+
+    current = None
+    for rec in records:
+        ev = rec.event
+        step, actor, name = ev["step"], ev["actor"], ev["event"]
+        if step != current:
+            close_step()
+            current = step
+        messages.observe(ev)
+        if name == MsgRecv.NAME and "msg_id" in ev:
+            request = messages.request_answered(ev["msg_id"], actor)
+            if request is not None:
+                inside = prev_step if last_step == step else last_step
+                if not (own_work.get(actor, _Last2()).between(request.step, step)
+                        or ends.get(actor, _Last2()).between(request.step - 1, step)) and inside > request.step:
+                    waits.append((actor, request.step, step, inside))
+        elif name == LockWait.NAME:
+            lock_waits[(_waiter(ev), _lock_key(ev))] = step
+        elif name == LockAcquire.NAME:
+            started = lock_waits.pop((_waiter(ev), _lock_key(ev)), None)
+            if started is not None:
+                inside = prev_step if last_step == step else last_step
+                if inside > started:
+                    waits.append((_waiter(ev), started, step, inside))
+        if actor != "sim" and not _is_interrupt(ev):
+            own_work.setdefault(actor, _Last2()).add(step)
+        if name in _ENDS:
+            ends.setdefault(actor, _Last2()).add(step)
+        if name == RunEnd.NAME:
+            end = _end_text(ev)
+        if name != RunStart.NAME and name != RunEnd.NAME and filt.in_steps(step) and step != last_step:
+            prev_step, last_step = last_step, step
+        if not filt.matches(ev) or name == RunStart.NAME or name == RunEnd.NAME:
+            continue
+        last_row = max(last_row, step)
+        if name == InvariantViolated.NAME or actor == "sim":
+            has_notes = True
+            continue
+        cells.setdefault(actor, []).append((name in _MINOR, short_label(ev)))
+    close_step()
+    for (actor, _key), started in lock_waits.items():
+        if last_step > started:
+            waits.append((actor, started, last_step + 1, last_step))
+    shown = set(longest)
+    if filt.without_steps().is_empty:
+        shown.update(w[0] for w in waits)
+    waits = [w for w in waits if w[0] in shown]
+    last_row = max([last_row] + [w[3] for w in waits])
+    actors = sort_actors(shown)
+    widths = {a: max(len(a), min(longest.get(a, 0), max_cell)) for a in actors}
+    step_w = max(4, len(str(last_row))) if last_row >= 0 else 4
+    return _Plan(actors, widths, sorted((a, lo, hi) for a, lo, hi, _ in waits), has_notes, step_w, end)
+
+
+def stream_timeline(first: Iterable[Record], second: Iterable[Record], out: IO[str],
+                    filt: EventFilter | None = None, max_cell: int = MAX_CELL) -> None:
+    """Write `render_timeline(build_timeline(records, filt))` to `out` from two passes
+    over the same records, keeping only one step's cells and the list of waits (not
+    every row): a million-event log takes tens of megabytes, not gigabytes."""
+    filt = filt or EventFilter()
+    plan = _plan(first, filt, max_cell)
+    actors, widths, step_w = plan.actors, plan.widths, plan.step_w
+
+    def line(first_cell: str, cells: list[str], notes: str = "") -> str:
+        parts = [first_cell.rjust(step_w)]
+        parts += [cell.ljust(widths[a]) for a, cell in zip(actors, cells)]
+        if notes:
+            parts.append(notes)
+        return "  ".join(parts).rstrip()
+
+    out.write(line("step", list(actors), "notes" if plan.has_notes else "") + "\n")
+    out.write(line("-" * step_w, ["-" * widths[a] for a in actors], "-----" if plan.has_notes else "") + "\n")
+    waits = plan.waits
+    waits.sort(key=lambda w: w[1])
+    next_wait = 0
+    active: list[tuple[int, str]] = []  # (before, actor), a heap
+    rows = 0
+
+    def write_row(step: int, cells: dict[str, list[tuple[bool, str]]], notes: list[str]) -> None:
+        nonlocal next_wait, rows
+        while next_wait < len(waits) and waits[next_wait][1] < step:
+            heapq.heappush(active, (waits[next_wait][2], waits[next_wait][0]))
+            next_wait += 1
+        while active and active[0][0] <= step:
+            heapq.heappop(active)
+        blocked = {a for before, a in active if before > step}
+        if not cells and not notes and not blocked:
+            return
+        rows += 1
+        columns = []
+        for actor in actors:
+            labels = cells.get(actor)
+            if labels is None:
+                columns.append([BLOCKED] if actor in blocked else [""])
+            else:
+                columns.append(_wrap(cell_labels(labels), widths[actor]))
+        height = max(len(c) for c in columns) if columns else 1
+        for i in range(height):
+            row_cells = [col[i] if i < len(col) else (BLOCKED if col == [BLOCKED] else "") for col in columns]
+            out.write(line(str(step) if i == 0 else "", row_cells, "; ".join(notes) if i == 0 else "") + "\n")
+
+    shown = set(actors)
+    current: int | None = None
+    in_window = False
+    cells: dict[str, list[tuple[bool, str]]] = {}
+    notes: list[str] = []
+    for rec in second:
+        ev = rec.event
+        step, actor, name = ev["step"], ev["actor"], ev["event"]
+        if step != current:
+            if current is not None and in_window:
+                write_row(current, cells, notes)
+            current, in_window, cells, notes = step, False, {}, []
+        if name != RunStart.NAME and name != RunEnd.NAME and filt.in_steps(step):
+            in_window = True
+        if not filt.matches(ev) or name == RunStart.NAME or name == RunEnd.NAME:
+            continue
+        if name == InvariantViolated.NAME or actor == "sim":
+            notes.append(_note(ev))
+        elif actor in shown:
+            cells.setdefault(actor, []).append((name in _MINOR, short_label(ev)))
+    if current is not None and in_window:
+        write_row(current, cells, notes)
+    if not rows:
+        out.write("(no event matches)\n")
+    if plan.end is not None:
+        out.write(plan.end + "\n")
+    if rows:
+        out.write(LEGEND + "\n")

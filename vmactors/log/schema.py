@@ -50,7 +50,8 @@ INVARIANTS: dict[str, str] = {
 MODES: tuple[str, ...] = ("read", "write")
 TREE_ENTRIES: tuple[str, ...] = ("vma", "zero", "null")
 SYSCALLS: tuple[str, ...] = ("mmap", "mmap-fixed", "munmap", "mprotect", "madvise")
-OUTCOMES: tuple[str, ...] = ("ok", "violation", "deadlock", "step-limit")
+#: `interrupted`: the run was stopped by SIGINT or SIGTERM (`vmactors.log.sink`).
+OUTCOMES: tuple[str, ...] = ("ok", "violation", "deadlock", "step-limit", "interrupted")
 #: Who may log an event: `cpuN` is any CPU, `sim` the driver, `any` any actor.
 Who = str
 
@@ -447,7 +448,7 @@ class RunStart(Event):
 class RunEnd(Event):
     NAME: ClassVar[str] = "run.end"
     WHO: ClassVar[Who] = "sim"
-    DOC: ClassVar[str] = "the last line: `outcome`, final `regs` (`\"T:REG\"` -> int or `\"segv\"`), `violations` (sorted); `waiting` on deadlock"
+    DOC: ClassVar[str] = "the last line: `outcome`, final `regs` (`\"T:REG\"` -> int or `\"segv\"`), `violations` (sorted); `waiting` on deadlock; `interrupted`: `regs` empty, `violations` those logged before the signal"
     outcome: str
     regs: dict[str, int | str]
     violations: list[str]

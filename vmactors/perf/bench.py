@@ -3,6 +3,7 @@ table, the JSON document and the plot of the results."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +12,7 @@ import attrs
 
 from ..actors.policy import Policy
 from ..errors import UsageError
+from ..output import write_output
 from ..policies import POLICY_NAMES, get_policy
 from ..system.clock import CostModel, Costs
 from ..system.machine import Machine
@@ -176,12 +178,12 @@ def plot(path: str, title: str, points: Sequence[Point], metric: str = "faults")
     ax.legend()
     fig.tight_layout()
     meta: dict[str, Any] = {"Date": None} if fmt == "svg" else {"Software": None}
+    image = io.BytesIO()
     try:
-        fig.savefig(path, format=fmt, metadata=meta)
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+        fig.savefig(image, format=fmt, metadata=meta)
     finally:
         plt.close(fig)
+    write_output(path, image.getvalue(), "plot")
 
 
 def parse_cpus(text: str) -> tuple[int, ...]:

@@ -32,6 +32,7 @@ from vmactors.errors import ScenarioError
 from vmactors.log.schema import INVARIANTS
 from vmactors.policies import POLICY_NAMES
 from vmactors.scenario.exists import KEYWORDS, ExistsSyntaxError, parse_exists_located
+from vmactors.scenario import limits
 from vmactors.scenario.locate import Locator, Position
 from vmactors.scenario.model import (
     Addr,
@@ -97,9 +98,15 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
-            data = f.read()
+            # Bounded: `vmactors run /dev/zero` must stop at once, not fill memory.
+            data = f.read(limits.MAX_SCENARIO_BYTES + 1)
+    except IsADirectoryError:
+        raise ScenarioError(name, "is a directory, not a scenario file") from None
     except OSError as exc:
         raise ScenarioError(name, f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > limits.MAX_SCENARIO_BYTES:
+        raise ScenarioError(name, f"larger than {limits.MAX_SCENARIO_BYTES >> 20} MiB: not a scenario file "
+                                  "(docs/scenario-format.md#limits)")
     digest = hashlib.sha256(data).hexdigest()
     try:
         text = data.decode("utf-8")
@@ -260,6 +267,7 @@ class _Parser:
         registers = self.resolve_labels(raw_ops)
 
         cpus = self.check_cpus(data, cpus_of, maps)
+        self.check_size(maps, raw_ops)
         fills = self.resolve_fills(maps, raw_ops)
 
         exists_text: str | None = None
@@ -445,6 +453,9 @@ class _Parser:
             self.fail(f"pages of {where} must be at least 1, not {pages}", self.at_key(*key("pages")))
         if pages > MAX_PAGES:
             self.fail(f"pages of {where} ({pages}) do not fit in the address space", self.at_key(*key("pages")))
+        if pages > limits.MAX_MAP_PAGES:
+            self.fail(f"pages of {where} ({pages}) exceed the limit of {limits.MAX_MAP_PAGES} pages per mapping "
+                      "(docs/scenario-format.md#limits)", self.at_key(*key("pages")))
 
         kind = self.want_choice(raw.get("kind", "anon"), key("kind"), f"kind of {where}", KINDS)
         file: str | None = None
@@ -460,6 +471,8 @@ class _Parser:
         fill = None
         if "fill" in raw:
             fill = self.want_int(raw["fill"], key("fill"), f"fill of {where}")
+            if not WORD_MIN <= fill < WORD_LIMIT:
+                self.fail(f"fill of {where} ({_show(fill)}) does not fit in a 64-bit word", self.at_key(*key("fill")))
 
         at = None
         if "at" in raw:
@@ -542,6 +555,10 @@ class _Parser:
                 cpu = self.want_int(raw["cpu"], ("thread", k, "cpu"), f"cpu of {where}")
                 if cpu < 0:
                     self.fail(f"cpu of {where} must be a CPU number (0 or more), not {cpu}", self.at_key("thread", k, "cpu"))
+            if cpu >= limits.MAX_CPUS:
+                self.fail(f"{where} runs on CPU {_show(cpu)}, past the limit of {limits.MAX_CPUS} CPUs "
+                          "(docs/scenario-format.md#limits)", self.at_key("thread", k, "cpu") if "cpu" in raw
+                          else self.at_key("thread", k))
             if cpu in owner:
                 self.fail(
                     f"two threads on CPU {cpu}: thread {owner[cpu]} and thread {k} ([[thread]] {owner[cpu]} "
@@ -559,6 +576,9 @@ class _Parser:
             cpus = self.want_int(data["cpus"], ("cpus",), "cpus")
             if cpus < 1:
                 self.fail(f"cpus must be at least 1, not {cpus}", self.at_key("cpus"))
+            if cpus > limits.MAX_CPUS:
+                self.fail(f"cpus = {_show(cpus)} exceeds the limit of {limits.MAX_CPUS} CPUs "
+                          "(docs/scenario-format.md#limits)", self.at_key("cpus"))
             if cpus < needed:
                 k = cpus_of.index(needed - 1)
                 self.fail(f"cpus = {cpus} is too small: [[thread]] {k} runs on CPU {needed - 1}", self.at_key("cpus"))
@@ -762,6 +782,9 @@ class _Parser:
                 bad(f"pages must be at least 1, not {word}")
             if pages > MAX_PAGES:
                 bad(f"{word} pages do not fit in the address space")
+            if pages > limits.MAX_MAP_PAGES:
+                bad(f"{word} pages exceed the limit of {limits.MAX_MAP_PAGES} pages per mapping "
+                    "(docs/scenario-format.md#limits)")
             op.pages = pages
             j += 1
         if op.kind == "file" and op.file is None:
@@ -876,6 +899,31 @@ class _Parser:
             registers.append(regs)
         return registers
 
+    # --- sizes (vmactors.scenario.limits) -----------------------------------------------------
+
+    def check_size(self, maps: list[_RawMap], raw_ops: list[list[_RawOp]]) -> None:
+        """The totals no single key shows: maps, ops, pages, prefaulted pages."""
+        if len(maps) > limits.MAX_MAPS:
+            self.fail(f"{len(maps)} [[map]] tables exceed the limit of {limits.MAX_MAPS} "
+                      "(docs/scenario-format.md#limits)", self.at_key("map", limits.MAX_MAPS))
+        for k, ops in enumerate(raw_ops):
+            if len(ops) > limits.MAX_THREAD_OPS:
+                self.fail(f"[[thread]] {k} has {len(ops)} ops, past the limit of {limits.MAX_THREAD_OPS} per thread "
+                          "(docs/scenario-format.md#limits)", self.at_key("thread", k, "ops"))
+        total_ops = sum(len(ops) for ops in raw_ops)
+        if total_ops > limits.MAX_OPS:
+            self.fail(f"the threads have {total_ops} ops together, past the limit of {limits.MAX_OPS} "
+                      "(docs/scenario-format.md#limits)")
+        pages = sum(m.pages for m in maps) + sum(op.pages or 0 for ops in raw_ops for op in ops
+                                                 if op.verb in ("mmap", "fixed"))
+        if pages > limits.MAX_TOTAL_PAGES:
+            self.fail(f"the maps and mmaps have {pages} pages together, past the limit of "
+                      f"{limits.MAX_TOTAL_PAGES} (docs/scenario-format.md#limits)")
+        prefaulted = sum(m.pages * max(1, len(m.prefault)) for m in maps if m.prefault is not None)
+        if prefaulted > limits.MAX_PREFAULTED_PAGES:
+            self.fail(f"prefault fills {prefaulted} page translations (pages x CPUs), past the limit of "
+                      f"{limits.MAX_PREFAULTED_PAGES} (docs/scenario-format.md#limits)")
+
     # --- files and fills ------------------------------------------------------------------
 
     def resolve_fills(self, maps: list[_RawMap], raw_ops: list[list[_RawOp]]) -> dict[str, int]:
@@ -945,6 +993,9 @@ class _Parser:
 
     def parse_exists(self, text: str, registers: list[set[str]], maps: list[_RawMap]) -> Expr:
         path = ("exists",)
+        if len(text) > limits.MAX_EXISTS_CHARS:
+            self.fail(f"exists is {len(text)} characters long, past the limit of {limits.MAX_EXISTS_CHARS}",
+                      self.at_key(*path))
         try:
             expr, spans = parse_exists_located(text)
         except ExistsSyntaxError as exc:
@@ -954,6 +1005,9 @@ class _Parser:
         for span in spans:
             atom = span.atom
             culprit = f"{atom.thread}:{atom.reg}"
+            if isinstance(atom.value, int) and not WORD_MIN <= atom.value < WORD_LIMIT:
+                self.fail(f"the value {_show(atom.value)} in exists does not fit in a 64-bit word",
+                          self.loc.char(path, span.value))
             if atom.thread >= n:
                 self.fail(
                     f"exists reads {culprit}, but there is no [[thread]] {atom.thread} "
