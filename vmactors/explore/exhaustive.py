@@ -27,7 +27,8 @@ from ..scenario.model import Scenario
 from ..sim.run import reg_map
 from .graph import StateGraph
 from .results import Exploration, Finding, FinalState, sort_states, verdict
-from .space import EXACT, Expander, Options
+from .shorten import shorten
+from .space import Expander, Options
 from .symmetry import expand_final_states
 
 DEFAULT_MAX_STATES = 200_000
@@ -55,7 +56,7 @@ def explore_exhaustive(
     max_states: int = DEFAULT_MAX_STATES,
     max_steps: int = 100_000,
     progress: Progress | None = None,
-    options: Options = EXACT,
+    options: Options = Options(),
     time_limit: float | None = None,
     max_memory: int | None = None,
 ) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
@@ -175,8 +176,13 @@ def assemble(expander: Expander, g: StateGraph, cut: str | None, frontier: int
     choices: dict[str, tuple[int, ...]] = {}
     for name in sorted(g.witnesses):
         w = g.witnesses[name]
-        choices[name] = tuple(g.witness_path(name))
-        findings.append(Finding(name, runs_of.get(name, 0), w.detail, choices[name], w.depth))
+        path, detail = tuple(g.witness_path(name)), w.detail
+        if expander.reducer is not None:  # the reduced graph's shortest may not be the shortest
+            shorter = shorten(machine, expander.reducer, path, name)
+            if shorter is not None:
+                path, detail = shorter
+        choices[name] = path
+        findings.append(Finding(name, runs_of.get(name, 0), detail, path, len(path)))
     complete = cut is None
     exploration = Exploration(
         scenario=scenario,

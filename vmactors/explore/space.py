@@ -86,7 +86,7 @@ EXACT = Options(reduction=False, symmetry=False)
 class Expander:
     """Keys and successors of the states of one scenario under one policy."""
 
-    def __init__(self, scenario: Scenario, policy: str | Policy, options: Options = EXACT) -> None:
+    def __init__(self, scenario: Scenario, policy: str | Policy, options: Options = Options()) -> None:
         self.machine = Machine(scenario, policy)
         self.machine.cost = None  # the search never reads virtual time
         self.options = options

@@ -10,9 +10,10 @@ Swapping CPUs i and j renames every place a CPU is named: the CPU states trade
 slots (each keeps its slot's id and thread label), channels and the messages in
 them, the services' records (the rwsem's holders and waiters, the shootdown's
 pending acks, RCU's grace period), and the locking design's own records
-(`Policy.rename_record`). A test checks that the step relation commutes with every
-such renaming on the library's scenarios (`tests/explore/test_symmetry.py`): a
-rename that missed a place would merge states that are not symmetric.
+(`Policy.rename_record`). A test checks that the step relation commutes with
+swapping two readers racing a munmap under each main policy
+(`tests/explore/test_symmetry.py`): a rename that missed a place would merge states
+that are not symmetric.
 
 Threads that make syscalls are never interchangeable: their VMAs are named after the
 thread. Final states are reported for every thread labelling: the search finds one
