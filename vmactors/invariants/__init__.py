@@ -18,7 +18,7 @@ import attrs
 from ..actors import footprint as fp
 from ..actors.effects import TlbAccess, UnmapReturned, VmaReadFreed
 from ..actors.footprint import Obj
-from ..ids import MM0
+from ..ids import MM0, MmId
 from ..log.schema import INVARIANTS, PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
 from ..mm.layout import page_range
 from ..mm.page_table import Pte
@@ -120,11 +120,14 @@ def check_reads(before: System, result: StepResult) -> set[Obj]:
             out.add(fp.vma(MM0, note.vma))
     if not pages and not out:
         return out
-    out.update((fp.tree(MM0), fp.writers(MM0), fp.unmapped(MM0)))
-    out.update(fp.vma(MM0, vid) for vid in after.vmas)
     ncpus = len(result.system.cpus)
+    # Every address space: a checker may compare one with another (after a fork).
+    for i, space in enumerate(result.system.world.mms):
+        mm = MmId(i)
+        out.update((fp.tree(mm), fp.writers(mm), fp.unmapped(mm)))
+        out.update(fp.vma(mm, vid) for vid in space.vmas)
+        out.update(fp.pte(mm, page) for page in pages)
     for page in pages:
-        out.add(fp.pte(MM0, page))
         out.update(fp.tlb(c, page) for c in range(ncpus))
     return out
 
