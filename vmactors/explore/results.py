@@ -150,8 +150,11 @@ def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
     if e.findings:
         lines.append("Violations:")
         for f in e.findings:
-            lines.append(f"  {f.invariant}: {f.runs:,} {'runs' if f.runs != 1 else 'run'}; "
-                         f"shortest violates it at step {f.steps}: {f.detail}")
+            # A cut search has counted only the runs that reached a final state.
+            runs = f"{f.runs:,} {'runs' if f.runs != 1 else 'run'}" + ("" if e.complete else " so far")
+            if e.strategy == "exhaustive" and not e.complete and f.runs == 0:
+                runs = "seen (no run through it has ended yet)"
+            lines.append(f"  {f.invariant}: {runs}; shortest violates it at step {f.steps}: {f.detail}")
             if f.found_steps is not None:
                 lines.append(f"    (this exploration's shortest violates it at step {f.found_steps}; "
                              f"the replay file keeps the earlier one)")
