@@ -99,15 +99,16 @@ class Symmetry:
         def slot(k: int) -> int:
             return ren[k] if k < n else k
 
-        channels: immutables.Map[tuple[int, int], tuple[Envelope, ...]] = immutables.Map({(slot(a), slot(b)): q if all(e.rename_cpus(ren) is e for e in q)
-                                   else tuple(e.rename_cpus(ren) for e in q)
-                                   for (a, b), q in system.channels.items()})
+        channels: dict[tuple[int, int], tuple[Envelope, ...]] = {}
+        for (a, b), q in system.channels.items():
+            renamed = tuple(e.rename_cpus(ren) for e in q)
+            channels[(slot(a), slot(b))] = q if all(x is y for x, y in zip(renamed, q)) else renamed
         world = system.world.rename_cpus(ren, self._record)
         last = None if system.last is None else slot(system.last)
         clocks = list(system.clocks)
         for k, t in enumerate(system.clocks):
             clocks[slot(k)] = t
-        return System(world=world, actors=tuple(actors), channels=channels, last=last, step=system.step,
+        return System(world=world, actors=tuple(actors), channels=immutables.Map(channels), last=last, step=system.step,
                       next_msg_id=system.next_msg_id, clocks=tuple(clocks))
 
     def rename_step(self, step: Step, ren: Mapping[int, int]) -> Step:
