@@ -130,10 +130,10 @@ def test_an_interrupt_stops_the_shards_and_keeps_the_levels_done() -> None:
 def test_a_shard_that_dies_is_an_error_not_a_hang(monkeypatch) -> None:
     real = parallel.Shard.expand
 
-    def dying(self, depth, seconds):  # type: ignore[no-untyped-def]
+    def dying(self, depth, seconds, commit=None):  # type: ignore[no-untyped-def]
         if depth == 3 and self.index == 1:
             os._exit(7)
-        return real(self, depth, seconds)
+        return real(self, depth, seconds, commit)
 
     monkeypatch.setattr(parallel.Shard, "expand", dying)  # forked shards inherit it
     with pytest.raises(parallel.ShardFailed, match="shard 1 died .exit status 7"):

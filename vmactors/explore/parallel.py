@@ -342,9 +342,12 @@ class Shard:
         #: Per peer: what the two have sent each other.
         self.links = {i: Link() for i in range(job.shards) if i != index}
 
-    def expand(self, depth: int, seconds: float | None) -> Expanded:
+    def expand(self, depth: int, seconds: float | None, commit: tuple[Any, ...] | None = None) -> Expanded:
         """Expand this shard's states of level `depth` (in node order), for at most
-        `seconds`; successors are sorted by owner."""
+        `seconds`, after committing the level before (`commit`: the arguments of
+        `commit`); successors are sorted by owner."""
+        if commit is not None:
+            self.commit(*commit)
         x, n, job = self.expander, self.job.shards, self.job
         deadline = None if seconds is None else time.monotonic() + seconds
         # Per owner: (system, flags) -> the edges into it. Two paths that reach one
@@ -634,8 +637,12 @@ class Coordinator:
         self.progress = progress
         self.graph = StateGraph(0)  # nodes are keyed by their own number here
         self.cut: str | None = None
+        #: States found and not expanded (the root, first).
         self.frontier = 1
         self._deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
+        #: What each shard is to commit before it expands the next level (the
+        #: numbers of its new states...): sent with that call, saving a round trip.
+        self._commits: list[tuple[Any, ...] | None] | None = None
 
     def run(self, shards: Backend) -> None:
         """Search until done, cut or interrupted (then the graph is that of the levels
@@ -674,7 +681,8 @@ class Coordinator:
         """One level; returns whether there is a next one."""
         g = self.graph
         left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-        expanded: list[Expanded] = shards.call("expand", [(depth, left)] * shards.shards)
+        commits = self._commits or [None] * shards.shards
+        expanded: list[Expanded] = shards.call("expand", [(depth, left, c) for c in commits])
         n = len(expanded)
         inbox = [[(s, e.outgoing[d]) for s, e in enumerate(expanded) if e.outgoing[d] is not None]
                  for d in range(n)]
@@ -728,7 +736,9 @@ class Coordinator:
                 g.final(node, finals[node])
         # The links hold every value two shards exchanged: past a bound, all forget.
         forget = sum(e.shared for e in expanded) > SHARED_LIMIT * n
-        self.frontier = sum(shards.call("commit", [(numbers[s], cut, forget) for s in range(n)]))
+        self._commits = [(numbers[s], cut, forget) for s in range(n)]
+        done = sum(1 for p in processed if cut is None or p < cut)
+        self.frontier += sum(1 for ns in numbers for x in ns if x >= 0) - done
         if cut is not None:
             self.cut = f"--max-states {self.limits.max_states} reached"
         elif stopped is not None:
