@@ -28,7 +28,9 @@ from typing import Any
 import attrs
 
 from ..actors.effects import Effects, RecordingEffects
+from ..ids import MM0
 from ..invariants import Violation, check_step
+from ..ops import Load, Madvise, Mmap, MmapFixed, Munmap, Mprotect, Store
 from ..policies import Policy
 from ..scenario.model import RegValue, Scenario
 from ..system.machine import Machine
@@ -82,6 +84,23 @@ class Options:
 
 EXACT = Options(reduction=False, symmetry=False)
 
+#: The ops whose protocols the reductions know (their futures, what the checkers
+#: read after them, every record that names a CPU).
+REDUCIBLE_OPS = (Load, Store, Mmap, MmapFixed, Munmap, Mprotect, Madvise)
+
+
+def reducible(machine: Machine) -> bool:
+    """Whether the reductions apply to `machine`'s scenario: one address space, the
+    ops above, no grows-down maps, no page-table pages to free. Elsewhere (fork,
+    mremap, truncate, stack expansion: the kernel-history scenarios) a search is
+    unreduced: its counts are exact, its answers need no argument."""
+    scenario = machine.scenario
+    if any(getattr(m, "growsdown", False) for m in scenario.maps) or getattr(scenario, "free_pgtables", False):
+        return False
+    if any(getattr(t, "mm", None) not in (None, MM0) for t in machine.program.threads):
+        return False
+    return all(isinstance(op, REDUCIBLE_OPS) for t in machine.program.threads for op in t.ops)
+
 
 class Expander:
     """Keys and successors of the states of one scenario under one policy."""
@@ -89,6 +108,8 @@ class Expander:
     def __init__(self, scenario: Scenario, policy: str | Policy, options: Options = Options()) -> None:
         self.machine = Machine(scenario, policy)
         self.machine.cost = None  # the search never reads virtual time
+        if not reducible(self.machine):
+            options = EXACT
         self.options = options
         self._flagged = options.reduction
         #: The partial-order reduction, when it is on.
@@ -156,4 +177,4 @@ class Expander:
         return out
 
 
-__all__ = ["Expander", "Edge", "Final", "Options", "EXACT", "ENDS"]
+__all__ = ["Expander", "Edge", "Final", "Options", "EXACT", "ENDS", "reducible", "REDUCIBLE_OPS"]
