@@ -94,7 +94,7 @@ def main() -> None:
         from distributed import Client, LocalCluster
 
         t = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
         client = Client(cluster)
         print(f"LocalCluster of 2 worker processes up in {time.perf_counter() - t:.1f} s (not counted below)\n")
 

@@ -26,7 +26,7 @@ from vmactors.scenario import load_scenario  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_cluster():  # type: ignore[no-untyped-def]
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
     try:
         yield cluster
     finally:
@@ -166,3 +166,17 @@ def test_an_interrupt_releases_the_actors(client, local_cluster) -> None:
     while any(w.state.actors for w in local_cluster.workers.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(w.state.actors for w in local_cluster.workers.values())
+
+
+def test_a_cluster_of_worker_processes(vmcli, tmp_path) -> None:
+    """Workers in processes of their own, as `dask worker` starts them: the actors'
+    proxies must find this client (which is nobody's default) to call them."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    try:
+        args = ["explore", "madvise-dontneed-vs-reader", "--policy", "wilcox", "--json", "--save", tmp_path]
+        here = vmcli(*args)
+        there = vmcli(*args, "--cluster", cluster.scheduler_address)
+        assert there.returncode == 0, there.stderr
+        assert json.loads(there.stdout) == json.loads(here.stdout)
+    finally:
+        cluster.close()

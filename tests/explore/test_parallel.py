@@ -256,3 +256,24 @@ def test_values_sent_once_are_sent_as_references_after() -> None:
     # And back: what b received from a goes back to a as a's own objects.
     (echo,) = a.loads(b.dumps([got[0]]))
     assert echo is children[0]
+
+
+def test_a_shard_in_its_own_process_freezes_what_it_holds_and_gives_it_back() -> None:
+    import gc
+
+    job = parallel.Job(library("rwsem-irqs-off"), "mmap_sem", Options(), 1, coordinator=-1)  # not this process
+    shard = parallel.Shard(job, 0)
+    assert gc.get_freeze_count() == 0
+    try:
+        shard.expand(0, None)
+        shard.receive([])
+        shard.commit([1], None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        shard.finish()
+    assert gc.get_freeze_count() == 0 and not shard.nodes and not shard.pending
+    here = parallel.Shard(attrs.evolve(job, coordinator=os.getpid()), 0)  # a Dask cluster of threads
+    here.expand(0, None)
+    here.receive([])
+    here.commit([1], None)
+    assert gc.get_freeze_count() == 0

@@ -341,6 +341,7 @@ class Shard:
         self._new: list[tuple[Hashable, System, frozenset[str]]] = []
         #: Per peer: what the two have sent each other.
         self.links = {i: Link() for i in range(job.shards) if i != index}
+        self._frozen = False
 
     def expand(self, depth: int, seconds: float | None, commit: tuple[Any, ...] | None = None) -> Expanded:
         """Expand this shard's states of level `depth` (in node order), for at most
@@ -450,9 +451,20 @@ class Shard:
             # What a shard holds lives until the search ends and has no cycles; left
             # to the collector, each full collection walks all of it, and unpickling
             # batches triggers many (they took most of the time a shard spent on
-            # transfers before this).
+            # transfers before this). `finish` gives it back.
             gc.freeze()
+            self._frozen = True
         return len(self.pending)
+
+
+    def finish(self) -> None:
+        """Drop what the search held and give the collector back what it froze: a
+        Dask worker lives on after the search."""
+        self.nodes, self.pending, self.level, self.links = {}, {}, [], {}
+        self._own, self._new = {}, []
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
 
 
 class DaskShard(Shard):
@@ -576,8 +588,11 @@ class Actors:
         self.futures = [client.submit(DaskShard, job, i, workers=[workers[i % len(workers)]], actor=True,
                                       pure=False, key=f"vmactors-shard-{i}-{os.getpid()}-{time.time_ns()}")
                         for i in range(job.shards)]
-        #: Proxies of the actors (their methods return futures).
-        self.actors: list[Any] = [f.result() for f in self.futures]
+        # A proxy made outside a worker finds its client as the current one (this
+        # client is nobody's default).
+        with client.as_current():
+            #: Proxies of the actors (their methods return futures).
+            self.actors: list[Any] = [f.result() for f in self.futures]
 
     def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
         futures = [getattr(actor, method)(*a) for actor, a in zip(self.actors, args)]
@@ -586,12 +601,23 @@ class Actors:
     def kill(self) -> None:
         for actor in self.actors:
             try:
-                actor.stop()
+                actor.stop()  # seen by a busy actor within 64 states
             except Exception:  # noqa: BLE001 - a worker already gone
                 pass
         self.close()
 
     def close(self) -> None:
+        finishing = []
+        for actor in self.actors:
+            try:
+                finishing.append(actor.finish())
+            except Exception:  # noqa: BLE001 - a worker already gone
+                pass
+        for f in finishing:
+            try:
+                f.result(timeout=10)
+            except Exception:  # noqa: BLE001 - the actor or its worker is gone: so is what it held
+                pass
         for f in self.futures:
             f.release()
         self.actors = []
