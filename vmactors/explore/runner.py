@@ -1,7 +1,7 @@
 """`vmactors explore`: one or more policies, any strategy, optional worker processes
 or a Dask cluster, progress on stderr, counterexamples saved as replay files.
 
-Where the work goes (docs/usage.md#parallel-and-distributed-runs):
+Where the work goes (docs/usage.md):
 
 - exhaustive, one policy, `--jobs N`: one search sharded over N processes
   (`parallel`); several policies, `--jobs N`: the policies side by side, one process
