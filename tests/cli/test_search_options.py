@@ -172,9 +172,11 @@ def start_long_search(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_stops_a_sharded_search_and_its_shards(tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_a_sharded_search_and_its_shards(tmp_path, sig) -> None:
+    """As without --jobs: the table of what was explored, exit 1 (docs/design.md#commands)."""
     proc, shards = start_long_search(tmp_path)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "INCOMPLETE (interrupted)" in out and "states" in out
