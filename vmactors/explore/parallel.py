@@ -81,9 +81,10 @@ def placement(system: System, flags: Iterable[str] = ()) -> int:
     equality fields: each CPU's progress (op index, the phase of its kernel work,
     registers, the pages its TLB maps), the kinds of the messages in flight between
     kinds of actors, the sizes of the world's tables, and the invariants violated on
-    the way (a reduced search keys states with them). Each part is the CRC-32 of its
-    text (no sets, no map orders in it); the parts are added up, so the order of the
-    CPUs does not matter, and no CPU or frame number enters it.
+    the way (a reduced search keys states with them). Each part (a CPU, a channel's
+    queue, the world) is the CRC-32 of its text (no sets, no map orders in it); the
+    parts are added up, so the order of the CPUs and of the channels does not matter,
+    and no CPU or frame number enters it.
 
     So it is the same in every process (a state's Python hash is not: strings hash
     differently under each PYTHONHASHSEED, and its pickle holds history fields that
@@ -96,14 +97,24 @@ def placement(system: System, flags: Iterable[str] = ()) -> int:
     >>> from vmactors.testing import VM
     >>> s = VM().scenario('name = "t"\\n[[map]]\\nname = "A"\\n[[thread]]\\nops = ["r0 = load A"]\\n')
     >>> placement(Expander(s, "mmap_sem").root()[1])
-    3815827991
+    3592695534
     """
     total, ncpus = _part(system.world, _world_text), 0
     for a in system.actors:
         if type(a) is CpuState:
             total += _part(a, _cpu_text)
             ncpus += 1
-    total += _part(system.channels, _channels_text, ncpus)
+    channels = system.channels
+    seen = _parts.get(id(channels))
+    if seen is not None and seen[0] is channels:
+        total += seen[1]
+    else:
+        part = 0
+        for (src, dst), queue in channels.items():
+            if queue:
+                part += _queue_part("cpu" if src < ncpus else src, "cpu" if dst < ncpus else dst, queue)
+        _remember(channels, part)
+        total += part
     if flags:
         total += zlib.crc32(repr(sorted(flags)).encode())
     return total & 0xFFFFFFFF
@@ -114,14 +125,33 @@ def placement(system: System, flags: Iterable[str] = ()) -> int:
 _parts: dict[int, tuple[Any, int]] = {}
 
 
-def _part(value: Any, text: Callable[..., str], *args: Any) -> int:
+def _part(value: Any, text: Callable[[Any], str]) -> int:
     seen = _parts.get(id(value))
     if seen is not None and seen[0] is value:
         return seen[1]
-    digest = zlib.crc32(text(value, *args).encode())
+    digest = zlib.crc32(text(value).encode())
+    _remember(value, digest)
+    return digest
+
+
+def _remember(value: Any, digest: int) -> None:
     if len(_parts) >= 200_000:
         _parts.clear()
+        _queues.clear()
     _parts[id(value)] = (value, digest)
+
+
+#: The digests of channel queues (tuples shared by successive states' channel maps
+#: while the channel does not change): id -> (queue, sender kind, receiver kind, digest).
+_queues: dict[int, tuple[Any, Any, Any, int]] = {}
+
+
+def _queue_part(src: Any, dst: Any, queue: tuple[Any, ...]) -> int:
+    seen = _queues.get(id(queue))
+    if seen is not None and seen[0] is queue and seen[1] == src and seen[2] == dst:
+        return seen[3]
+    digest = zlib.crc32(repr((src, dst, tuple(e.msg.KIND for e in queue))).encode())
+    _queues[id(queue)] = (queue, src, dst, digest)
     return digest
 
 
@@ -129,12 +159,6 @@ def _cpu_text(a: CpuState) -> str:
     t = a.task
     return repr(("cpu", a.pc, a.started, a.rcu_nesting, a.qs_owed, tuple(sorted(a.regs.items())),
                  tuple(sorted(a.tlb.keys())), None if t is None else (t.path, t.phase, t.waiting)))
-
-
-def _channels_text(channels: immutables.Map[tuple[int, int], Any], ncpus: int) -> str:
-    return repr(sorted(repr(("cpu" if src < ncpus else src, "cpu" if dst < ncpus else dst,
-                             tuple(e.msg.KIND for e in queue)))
-                       for (src, dst), queue in channels.items() if queue))
 
 
 def _world_text(w: Any) -> str:
