@@ -54,6 +54,22 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_POLICIES = ("mmap_sem", "wilcox", "glisse", "pervma")
 
+#: The tests that each take tens of seconds (a walk or an exploration of the whole
+#: library), by file and name, longest first. They are collected first: pytest-xdist
+#: hands tests out in collection order, and one of them started last would run alone
+#: on one core while the other idles (test_generated_docs.py sorts last by name).
+LONG_TESTS = (
+    "tests/test_generated_docs.py::test_generated_sections_are_up_to_date",
+    "tests/system/test_footprint.py::test_every_step_of_the_library_touches_only_what_it_declares",
+    "tests/policies/test_protocol_tables.py::test_every_row_runs_in_the_library",
+    "tests/differential/test_differential.py::test_exhaustive_exploration_agrees_with_the_reference_under_every_policy",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_TESTS)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("[")[0], len(rank)))  # stable: the rest keep their order
+
 
 # --- scenarios ------------------------------------------------------------------
 

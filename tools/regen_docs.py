@@ -37,8 +37,10 @@ def documents() -> list[Path]:
 
 @contextlib.contextmanager
 def cached_explorations() -> Iterator[None]:
-    """Memoise exhaustive exploration by (scenario bytes, policy, max states)."""
-    from vmactors.explore import exhaustive, matrix
+    """Memoise exhaustive exploration by (scenario bytes, policy, max states), for every
+    command that explores (`matrix`, `check`): one table that several documents show,
+    or that `check` shows again, costs one run."""
+    from vmactors.explore import check, exhaustive, matrix
 
     real = exhaustive.explore_exhaustive
     memo: dict[tuple[str, str, str, int], object] = {}
@@ -51,11 +53,13 @@ def cached_explorations() -> Iterator[None]:
 
     exhaustive.explore_exhaustive = cached  # type: ignore[assignment]
     matrix.explore_exhaustive = cached  # type: ignore[attr-defined]
+    check.explore_exhaustive = cached  # type: ignore[attr-defined]
     try:
         yield
     finally:
         exhaustive.explore_exhaustive = real  # type: ignore[assignment]
         matrix.explore_exhaustive = real  # type: ignore[attr-defined]
+        check.explore_exhaustive = real  # type: ignore[attr-defined]
 
 
 def run(cmd: str) -> str:

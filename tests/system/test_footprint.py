@@ -35,6 +35,8 @@ def changed(before: System, after: System) -> set[fp.Obj]:
     """Every shared object whose value differs between the two systems."""
     out: set[fp.Obj] = set()
     for mm, (a, b) in enumerate(zip(before.world.mms, after.world.mms)):
+        if a is b:
+            continue  # the step built no new address space: nothing in it changed
         m = MmId(mm)
         if a.tree != b.tree:
             out.add(fp.tree(m))
@@ -51,21 +53,26 @@ def changed(before: System, after: System) -> set[fp.Obj]:
             out.add(fp.writers(m))
         if a.unmapped != b.unmapped:
             out.add(fp.unmapped(m))
+    # (the world's maps are immutable: one that is the same object did not change)
     fa, fb = before.world.frames, after.world.frames
     if fa.free != fb.free:
         out.add(fp.FREELIST)
-    for fid in set(fa.frames) | set(fb.frames):
-        if fa.frames.get(fid) != fb.frames.get(fid):
-            out.add(fp.frame(fid))
+    if fa.frames is not fb.frames:
+        for fid in set(fa.frames) | set(fb.frames):
+            if fa.frames.get(fid) != fb.frames.get(fid):
+                out.add(fp.frame(fid))
     for ca, cb in zip(before.cpus, after.cpus):
+        if ca.tlb is cb.tlb:
+            continue
         for page in set(ca.tlb) | set(cb.tlb):
             if ca.tlb.get(page) != cb.tlb.get(page):
                 out.add(fp.tlb(ca.id, page))
     return out
 
 
-def problems(machine: Machine, system: System, step: Step) -> list[str]:
-    """What is wrong with `step`'s declared footprint in `system` (empty: nothing)."""
+def checked_step(machine: Machine, system: System, step: Step) -> tuple[System, list[str]]:
+    """Run `step` with recording effects: the next system, and what is wrong with the
+    step's declared footprint (empty: nothing)."""
     declared = machine.footprint(system, step)
     result = machine.apply(system, step, RecordingEffects)
     touched = result.touched
@@ -77,18 +84,20 @@ def problems(machine: Machine, system: System, step: Step) -> list[str]:
     behind = changed(system, result.system) - touched.writes
     if behind:
         out.append(f"{machine.describe(system, step)}: changed without going through the effects: {sorted(behind)}")
-    return out
+    return result.system, out
 
 
-def every_step(machine: Machine) -> Iterator[tuple[System, Step]]:
-    """Every (state, enabled step) of the scenario's state space."""
+def checked_walk(machine: Machine) -> Iterator[list[str]]:
+    """Every enabled step of every state of the scenario's state space, each run once,
+    with recording effects: what is wrong with its declared footprint (the walk goes
+    on from the state that run gives)."""
     seen: set[Hashable] = {state_key(machine, machine.initial)}
     todo = [machine.initial]
     while todo:
         system = todo.pop()
         for step in machine.enabled(system):
-            yield system, step
-            nxt = machine.apply(system, step).system
+            nxt, wrong = checked_step(machine, system, step)
+            yield wrong
             key = state_key(machine, nxt)
             if key not in seen:
                 seen.add(key)
@@ -100,10 +109,9 @@ def test_every_step_of_the_library_touches_only_what_it_declares(policy: str) ->
     found: list[str] = []
     steps = 0
     for path in LIBRARY:
-        machine = Machine(load_scenario(path), policy)
-        for system, step in every_step(machine):
+        for wrong in checked_walk(Machine(load_scenario(path), policy)):
             steps += 1
-            found += [f"{path.name}: {p}" for p in problems(machine, system, step)]
+            found += [f"{path.name}: {p}" for p in wrong]
     assert steps > 1000
     assert not found, "\n".join(found[:10])
 
@@ -123,9 +131,9 @@ def test_a_step_that_touches_an_undeclared_object_is_caught(scenario) -> None:
     broken = attrs.evolve(policy, protocol=policy.protocol.replace(
         "fault", "install", writes=tuple(a for a in install.writes if a.label != "pte@page")))
     machine = Machine(s, broken)
-    found = [p for system, step in every_step(machine) for p in problems(machine, system, step)]
+    found = [p for wrong in checked_walk(machine) for p in wrong]
     assert found and all("('pte', 0," in p for p in found)
-    assert all(not problems(Machine(s, policy), system, step) for system, step in every_step(Machine(s, policy)))
+    assert not any(checked_walk(Machine(s, policy)))
 
 
 def test_a_change_behind_the_effects_back_is_caught(scenario, monkeypatch) -> None:
@@ -141,10 +149,10 @@ def test_a_change_behind_the_effects_back_is_caught(scenario, monkeypatch) -> No
         ops = ["munmap A"]
     """)
     machine = Machine(s, "mmap_sem")
-    assert not [p for sy, st in every_step(machine) for p in problems(machine, sy, st)]
+    assert not any(checked_walk(machine))
     monkeypatch.setattr(RecordingEffects, "record_write",
                         lambda self, obj: None if obj[0] == "tlb" else self.writes.add(obj))
-    found = [p for sy, st in every_step(machine) for p in problems(machine, sy, st)]
+    found = [p for wrong in checked_walk(machine) for p in wrong]
     assert found and all("changed without going through the effects" in p and "'tlb'" in p for p in found)
 
 
