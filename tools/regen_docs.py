@@ -46,7 +46,8 @@ def cached_explorations() -> Iterator[None]:
     memo: dict[tuple[str, str, str, int], object] = {}
 
     def cached(scenario, policy, **kw):  # type: ignore[no-untyped-def]
-        key = (scenario.path, scenario.sha256, policy, kw.get("max_states", exhaustive.DEFAULT_MAX_STATES))
+        key = (scenario.path, scenario.sha256, policy, kw.get("max_states", exhaustive.DEFAULT_MAX_STATES),
+               kw.get("options"))
         if key not in memo or kw.get("progress") is not None:
             memo[key] = real(scenario, policy, **kw)
         return memo[key]

@@ -89,6 +89,22 @@ def _positive(text: str) -> int:
     return n
 
 
+def _seconds(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not n > 0 or n == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return n
+
+
+def _cluster(text: str) -> str:
+    if not re.fullmatch(r"(tcp|tls|ucx|inproc)://\S+", text):
+        raise argparse.ArgumentTypeError(f"not a Dask scheduler address (tcp://HOST:PORT): {text!r}")
+    return text
+
+
 def _policy(text: str) -> str:
     if text not in POLICY_NAMES:
         raise argparse.ArgumentTypeError(f"unknown policy {text!r}{did_you_mean(text, POLICY_NAMES)} "
@@ -135,6 +151,39 @@ def _max_states_option(p: argparse.ArgumentParser) -> None:
                         "incomplete (default: %(default)s)")
 
 
+def _search_options(p: argparse.ArgumentParser, each: str) -> None:
+    """The options of exhaustive search shared by explore, check and matrix; `each`
+    says what a limit applies to ("the search", "each search")."""
+    p.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
+                   help=f"stop {each} after SECONDS of wall time; it is then reported incomplete, with what it "
+                        f"found so far (default: no limit)")
+    p.add_argument("--max-memory", type=_positive, metavar="MB",
+                   help=f"stop {each} once a process of it holds more than MB MiB of resident memory; it is then "
+                        f"reported incomplete (default: no limit)")
+    p.add_argument("--no-reduction", action="store_true",
+                   help="follow every interleaving: no partial-order and no symmetry reduction, so the counts are "
+                        "exact interleaving counts (slower, far more states) (default: both reductions, counts "
+                        "`reduced`)")
+    p.add_argument("--no-symmetry", action="store_true",
+                   help="no symmetry reduction over interchangeable CPUs; partial-order reduction stays on "
+                        "(default: on)")
+    p.add_argument("--cluster", type=_cluster, metavar="tcp://HOST:PORT",
+                   help="run on the Dask cluster whose scheduler listens there (`dask scheduler`, then `dask worker "
+                        "tcp://HOST:PORT` on each machine): exhaustive searches are sharded over its workers, "
+                        "sampling batches, check cases and matrix cells run on them; needs the `distributed` "
+                        "package (default: this machine only)")
+
+
+def _exhaustive(args: argparse.Namespace) -> Any:
+    """The search settings the options of `_search_options` ask for."""
+    from .explore.parallel import Exhaustive
+    from .explore.space import Options
+
+    options = Options(reduction=not args.no_reduction, symmetry=not (args.no_reduction or args.no_symmetry))
+    return Exhaustive(options, args.max_states, getattr(args, "max_steps", DEFAULT_MAX_STEPS), args.time_limit,
+                      None if args.max_memory is None else args.max_memory * 2**20)
+
+
 # --- the commands, in the order --help lists them ----------------------------------------
 
 
@@ -168,7 +217,11 @@ EXPLORE_EPILOG = """examples:
   vmactors explore mapfixed-two-readers --all-policies
   vmactors explore scenarios/mapfixed-two-readers.toml --policy wilcox --json
   vmactors explore big.toml --strategy pct --runs 5000 --depth 3 --jobs 2
-exit status: 0 when it finished, whatever it found; 1 if interrupted; 2 bad input"""
+  vmactors explore big.toml --policy wilcox --jobs 2 --time-limit 600
+  vmactors explore big.toml --policy pervma --cluster tcp://10.0.0.5:8786
+  vmactors explore mapfixed-two-readers --policy wilcox --no-reduction    # exact interleaving counts
+exit status: 0 when it finished, whatever it found, even cut by a limit (then it says
+so); 1 if interrupted; 2 bad input"""
 
 
 def add_explore(sub: Any) -> None:
@@ -196,8 +249,10 @@ def add_explore(sub: Any) -> None:
     _max_states_option(p)
     _max_steps_option(p)
     p.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                   help="worker processes: policies (exhaustive) or batches of runs (sampling) in parallel "
-                        "(default: %(default)s)")
+                   help="worker processes: one policy's exhaustive search sharded over N processes (the same "
+                        "result as one); several policies side by side; sampling: batches of runs in parallel "
+                        "(with --cluster: N shards per search) (default: %(default)s)")
+    _search_options(p, "each exhaustive search")
     p.add_argument("--json", action="store_true",
                    help="print JSON instead of the table: one object for one policy, a list for several "
                         "(default: the table)")
@@ -231,8 +286,10 @@ def add_replay(sub: Any) -> None:
 CHECK_EPILOG = """examples:
   vmactors check                 # every scenarios/*.toml (or the installed library)
   vmactors check scenarios/mapfixed-two-readers.toml
-  vmactors check scenarios/ --junit check.xml
-exit status: 0 all as expected; 1 a mismatch or an incomplete exploration; 2 bad input"""
+  vmactors check scenarios/ --junit check.xml --jobs 2
+  vmactors check scenarios/ --time-limit 60 --cluster tcp://10.0.0.5:8786
+exit status: 0 all as expected; 1 a mismatch, or a search cut by --max-states, --time-limit or
+--max-memory before it could say (INCOMPLETE); 2 bad input"""
 
 
 def add_check(sub: Any) -> None:
@@ -244,6 +301,10 @@ def add_check(sub: Any) -> None:
                    help="scenario files, folders of them, or library scenario names (default: scenarios/, "
                         "or the installed library where there is no scenarios/ folder)")
     _max_states_option(p)
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="worker processes: that many cases side by side, results in the same order "
+                        "(default: %(default)s)")
+    _search_options(p, "each search")
     p.add_argument("--save", metavar="DIR", default=DEFAULT_SAVE,
                    help="where replay files of unexpected results go (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text (default: text)")
@@ -262,7 +323,10 @@ def add_inspect(sub: Any) -> None:
 MATRIX_EPILOG = """examples:
   vmactors matrix                       # every scenarios/*.toml under the four main policies
   vmactors matrix scenarios/ --markdown --jobs 2
-  vmactors matrix scenarios/munmap-zero-entry.toml --policy wilcox --policy wilcox-no-zero"""
+  vmactors matrix scenarios/munmap-zero-entry.toml --policy wilcox --policy wilcox-no-zero
+  vmactors matrix scenarios/ --time-limit 30 --cluster tcp://10.0.0.5:8786
+a cell whose search was cut says `incomplete` and only what it saw: `unknown; incomplete`,
+`sometimes; coherence; incomplete` (never `never`)"""
 
 
 def add_matrix(sub: Any) -> None:
@@ -276,8 +340,9 @@ def add_matrix(sub: Any) -> None:
                    help=f"a column; repeat for several (default: {', '.join(MAIN_POLICIES)})")
     p.add_argument("--markdown", action="store_true", help="a Markdown table (default: plain text)")
     p.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                   help="worker processes (default: %(default)s)")
+                   help="worker processes: that many cells side by side (default: %(default)s)")
     _max_states_option(p)
+    _search_options(p, "each search")
     p.set_defaults(func=cmd_matrix)
 
 
@@ -558,13 +623,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 _EXPLORE_DEFAULTS = {"runs": 1000, "seed": 0, "depth": 3}
+_EXHAUSTIVE_ONLY = {"max_states": "--max-states bounds exhaustive exploration",
+                    "time_limit": "--time-limit bounds exhaustive exploration",
+                    "max_memory": "--max-memory bounds exhaustive exploration",
+                    "no_reduction": "the reductions are exhaustive exploration's",
+                    "no_symmetry": "the reductions are exhaustive exploration's"}
 #: Options each strategy does not use, with why.
 _IGNORED = {
     "exhaustive": {"runs": "it explores every interleaving", "seed": "it makes no random choice",
                    "depth": "--depth is pct's"},
-    "random": {"depth": "--depth is pct's", "max_states": "--max-states bounds exhaustive exploration"},
-    "pct": {"max_states": "--max-states bounds exhaustive exploration"},
+    "random": {"depth": "--depth is pct's", **_EXHAUSTIVE_ONLY},
+    "pct": dict(_EXHAUSTIVE_ONLY),
 }
+
+
+def _given(args: argparse.Namespace, option: str) -> bool:
+    if option == "max_states":
+        return bool(args.max_states != DEFAULT_MAX_STATES)
+    value = getattr(args, option)
+    return value is not None and value is not False
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -573,15 +650,16 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     scenario = load(args.scenario)
     for option, why in _IGNORED[args.strategy].items():
-        given = getattr(args, option) is not None if option in _EXPLORE_DEFAULTS else \
-            args.max_states != DEFAULT_MAX_STATES
-        if given:
+        if _given(args, option):
             warn("explore", f"--{option.replace('_', '-')} is ignored by the {args.strategy} strategy ({why})")
     values = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in _EXPLORE_DEFAULTS.items()}
     policies = list(MAIN_POLICIES) if args.all_policies else (args.policies or ["mmap_sem"])
+    search = _exhaustive(args)
     opts = ExploreOptions(strategy=args.strategy, runs=values["runs"], seed=values["seed"], depth=values["depth"],
                           max_states=args.max_states, max_steps=args.max_steps, jobs=args.jobs,
-                          save=Path(args.save), progress=stderr_is_tty())
+                          save=Path(args.save), progress=stderr_is_tty(), lines=not stderr_is_tty(),
+                          time_limit=search.time_limit, max_memory=search.max_memory, search=search.options,
+                          cluster=args.cluster)
     explorations, interrupted = explore(scenario, policies, opts)
     if args.json:
         docs = [e.to_json() for e in explorations]
@@ -639,7 +717,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         report = check.run_checks(paths, max_states=args.max_states, save=Path(args.save),
                                   on_result=None if quiet else stream, on_skip=None if quiet else skip,
-                                  done=finished)
+                                  done=finished, search=_exhaustive(args), jobs=args.jobs,
+                                  cluster_address=args.cluster)
     except KeyboardInterrupt:
         # What finished is printed already (text) or printed now (JSON); no JUnit file,
         # which would pass for a complete run.
@@ -667,9 +746,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     paths = default_paths(args.paths)
     table = Matrix([load_scenario(f) for f in scenario_files(paths)], args.policies or list(MAIN_POLICIES))
     try:
-        with ProgressBar(stderr_is_tty()) as bar:
-            advance = bar.task("scenario x policy", len(table.scenarios) * len(table.policies))
-            compute(table, jobs=args.jobs, max_states=args.max_states, progress=lambda: advance(advance=1))
+        with ProgressBar(stderr_is_tty(), lines=True) as bar:
+            advance = bar.task("matrix: scenario x policy", len(table.scenarios) * len(table.policies))
+            compute(table, jobs=args.jobs, progress=lambda: advance(advance=1), search=_exhaustive(args),
+                    cluster_address=args.cluster)
     except KeyboardInterrupt:
         print(table.render(args.markdown))  # the cells that finished; the others say so
         raise

@@ -9,14 +9,12 @@ any maps; nothing that removes or changes a translation), because there whole op
 right granularity and the reference can stay simple without weakening the comparison.
 They are still where a partial-order or symmetry reduction can go wrong: independent
 steps of several CPUs, faults racing on one page, shared file pages, allocations whose
-addresses depend on the order. The default exploration (reduced, once reductions land)
-is compared under every policy; an unreduced one too, more cheaply, when
-`explore_exhaustive` takes `reduction=`.
+addresses depend on the order. The default exploration (reduced)
+is compared under every policy; an unreduced one too, more cheaply.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import pytest
@@ -24,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from vmactors.explore.exhaustive import explore_exhaustive
+from vmactors.explore.space import EXACT
 from vmactors.policies import POLICY_NAMES
 from vmactors.scenario import parse_scenario
 
@@ -35,7 +34,6 @@ EXAMPLES = int(os.environ.get("VMACTORS_DIFF_EXAMPLES", "8" if CI else "40"))
 MAX_OPS = int(os.environ.get("VMACTORS_DIFF_OPS", "4" if CI else "6"))
 DIFF = settings(max_examples=EXAMPLES, deadline=None, derandomize=CI, suppress_health_check=list(HealthCheck),
                 phases=[Phase.explicit, Phase.reuse, Phase.generate] if CI else list(Phase))
-HAS_REDUCTION = "reduction" in inspect.signature(explore_exhaustive).parameters
 
 MAP_NAMES = ("A", "B", "C")
 FILES = ("f1", "f2")
@@ -158,11 +156,10 @@ def test_exhaustive_exploration_agrees_with_the_reference_under_every_policy(s: 
     compare(s, POLICY_NAMES)
 
 
-@pytest.mark.skipif(not HAS_REDUCTION, reason="explore_exhaustive has no reduction= switch yet")
 @settings(DIFF, max_examples=max(3, EXAMPLES // 3))
 @given(scenarios())
 def test_unreduced_exploration_agrees_with_the_reference_too(s: R.Scenario) -> None:
-    compare(s, ("mmap_sem", "wilcox", "pervma"), reduction=False)
+    compare(s, ("mmap_sem", "wilcox", "pervma"), options=EXACT)
 
 
 def test_the_reference_is_not_trivially_agreeable() -> None:

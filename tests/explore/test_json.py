@@ -85,7 +85,7 @@ def test_one_policy_one_object(vmcli, scen) -> None:
     doc = explore_json(vmcli, scen, "--policy", "mmap_sem")
     assert isinstance(doc, dict)
     check_object(doc, policy="mmap_sem")
-    assert doc["complete"] is True and doc["counts"] == "exact"
+    assert doc["complete"] is True and doc["counts"] == "reduced"  # the default: partial-order and symmetry reduction
     assert doc["runs"] == sum(st["count"] for st in doc["states"])
     assert doc["exists"] == "sometimes" and doc["violations"] == {}
     regs = [st["regs"] for st in doc["states"]]
@@ -141,7 +141,9 @@ def test_no_exists_clause_gives_null(vmcli, tmp_path) -> None:
     doc = explore_json(vmcli, path)
     check_object(doc, policy="mmap_sem")
     assert doc["exists"] is None
-    assert doc["states"] == [{"regs": {"0:r0": 0}, "end": "ok", "count": 2}]
+    # One interleaving of the reduced graph (the exact count is 2: the restarted load and
+    # the rwsem's up_read commute).
+    assert doc["states"] == [{"regs": {"0:r0": 0}, "end": "ok", "count": 1}]
 
 
 def test_an_incomplete_exploration_says_so(vmcli, scen) -> None:

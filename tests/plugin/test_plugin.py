@@ -296,9 +296,12 @@ def test_regs_and_violations_while_stepping(vm: VM, s: Scenario) -> None:
 def test_explore_is_exhaustive(vm: VM, s: Scenario) -> None:
     e = vm.explore(s, "mmap_sem")
     assert isinstance(e, Exploration)
-    assert e.complete and e.counts == "exact"
+    assert e.complete and e.counts == "reduced"
     assert {o["1:r1"] for o in outcomes(e)} == {1, "segv"}
     assert e.findings == ()
+    exact = vm.explore(s, "mmap_sem", reduction=False)
+    assert exact.counts == "exact" and exact.runs >= e.runs
+    assert outcomes(exact) and {o["1:r1"] for o in outcomes(exact)} == {1, "segv"}
 
 
 def test_explore_findings_replay(vm: VM, s: Scenario) -> None:

@@ -59,6 +59,12 @@ class Actor(abc.ABC, Generic[S]):
     def footprint(self, state: S, world: World, env: Envelope | None, choice: int) -> Footprint:
         """What `handle(state, ·, env, choice)` reads and writes of the shared world."""
 
+    def commutes(self, state: S, msg: Message, kind: str) -> bool:
+        """Whether receiving `msg` now and receiving a message of kind `kind` (from
+        another sender) give the same state in either order (partial-order reduction
+        may then take `msg` first). Only services whose requests commute say yes."""
+        return False
+
     def waiting_for(self, state: S) -> str | None:
         """What the actor is blocked on, for a deadlock report (None: nothing)."""
         return None
@@ -77,6 +83,12 @@ class Actor(abc.ABC, Generic[S]):
         return ()
 
     def rename_frames(self, state: S, ren: Mapping[int, int]) -> S:
+        return state
+
+    # Symmetry reduction renames CPUs; only actors whose state names CPUs override this.
+
+    def rename_cpus(self, state: S, ren: Mapping[int, int]) -> S:
+        """`state` with every CPU index `i` in it read as `ren[i]`."""
         return state
 
 

@@ -291,6 +291,14 @@ class CpuActor(Actor[CpuState]):
             elif isinstance(task, SyscallTask):
                 yield from task.frames
 
+    def adopt(self, state: CpuState) -> CpuState:
+        """Another CPU's state as this CPU's (symmetry reduction: the two run the same
+        program, so the state reads the same on either)."""
+        # The constructor, not attrs.evolve: this runs for most states a symmetric search keys.
+        return CpuState(id=self.index, thread=self.thread.thread, pc=state.pc, regs=state.regs, tlb=state.tlb,
+                        task=state.task, started=state.started, rcu_nesting=state.rcu_nesting,
+                        qs_owed=state.qs_owed, tail=state.tail, mm=state.mm)
+
     def rename_frames(self, state: CpuState, ren: Mapping[int, int]) -> CpuState:
         tlb = immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in state.tlb.items()})
         task = state.task

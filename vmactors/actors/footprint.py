@@ -108,5 +108,30 @@ class Footprint:
 
 EMPTY = Footprint()
 
-__all__ = ["Obj", "Footprint", "EMPTY", "FREELIST", "tree", "vma", "pte", "tlb", "frame", "cache", "policy",
+#: An object pattern: an object with None where any value matches (`("pte", mm,
+#: None)`: every PTE of an address space). `ANY` matches every object. Partial-order
+#: reduction describes what an actor may still do with patterns (`explore.por`).
+Pattern = tuple[Hashable, ...]
+ANY: Pattern = ("*",)
+
+
+def matches(obj: Obj, pattern: Pattern) -> bool:
+    """Whether `obj` is one of the objects `pattern` stands for.
+
+    >>> matches(pte(MM0, 0x1000), ("pte", MM0, None)), matches(tlb(1, 0x1000), ("tlb", 0, None))
+    (True, False)
+    """
+    if pattern is ANY or pattern == ANY:
+        return True
+    if len(obj) != len(pattern):
+        return False
+    for o, p in zip(obj, pattern):
+        if p is None or p == o:
+            continue
+        if isinstance(p, tuple) and isinstance(o, tuple) and matches(o, p):
+            continue
+        return False
+    return True
+
+__all__ = ["Obj", "Pattern", "ANY", "matches", "Footprint", "EMPTY", "FREELIST", "tree", "vma", "pte", "tlb", "frame", "cache", "policy",
            "writers", "unmapped", "MM0"]

@@ -35,11 +35,12 @@ define them in their module, as subclasses of `Message`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ..ids import ActorId, MM0, MmId
+from ..ids import MM0, ActorId, MmId, cpu
 
 
 @attrs.frozen(cache_hash=True)
@@ -56,6 +57,11 @@ class Message:
     def log_arg(self) -> Any:
         """The payload as the log's `arg` key shows it (None: no `arg`)."""
         return None
+
+    def rename_cpus(self, ren: Mapping[int, int]) -> "Message":
+        """The message with every CPU index `i` in it read as `ren[i]` (symmetry
+        reduction); kinds whose payload names a CPU override this."""
+        return self
 
 
 @attrs.frozen(cache_hash=True)
@@ -86,6 +92,17 @@ class Envelope:
     @property
     def kind(self) -> str:
         return self.msg.KIND
+
+    def rename_cpus(self, ren: Mapping[int, int]) -> "Envelope":
+        """The envelope between the renamed CPUs, its message renamed too."""
+        src, dst, msg = _rename_actor(self.src, ren), _rename_actor(self.dst, ren), self.msg.rename_cpus(ren)
+        if src is self.src and dst is self.dst and msg is self.msg:
+            return self
+        return Envelope(src, dst, msg, self.msg_id, self.cause, self.sent_at)
+
+
+def _rename_actor(a: ActorId, ren: Mapping[int, int]) -> ActorId:
+    return cpu(ren[a.index]) if a.is_cpu and ren[a.index] != a.index else a
 
 
 # --- the rwsem (mmap_sem / mmap_lock) ----------------------------------------------------
@@ -285,6 +302,9 @@ class ShootdownToken:
     pages: int
     op: int = 0
 
+    def rename_cpus(self, ren: Mapping[int, int]) -> "ShootdownToken":
+        return ShootdownToken(ren[self.initiator], self.addr, self.pages, self.op)
+
 
 @attrs.frozen(cache_hash=True)
 class Ipi(RangeMessage):
@@ -294,6 +314,9 @@ class Ipi(RangeMessage):
     def log_arg(self) -> Any:
         return [self.token.initiator, self.token.addr, self.token.pages, self.token.op]
 
+    def rename_cpus(self, ren: Mapping[int, int]) -> "Ipi":
+        return Ipi(self.addr, self.pages, self.token.rename_cpus(ren))
+
 
 @attrs.frozen(cache_hash=True)
 class Ack(RangeMessage):
@@ -302,6 +325,9 @@ class Ack(RangeMessage):
 
     def log_arg(self) -> Any:
         return [self.token.initiator, self.token.addr, self.token.pages, self.token.op]
+
+    def rename_cpus(self, ren: Mapping[int, int]) -> "Ack":
+        return Ack(self.addr, self.pages, self.token.rename_cpus(ren))
 
 
 @attrs.frozen(cache_hash=True)

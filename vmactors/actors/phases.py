@@ -25,8 +25,9 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from ..ids import MmId
 from ..mm.world import World
-from .footprint import Footprint, Obj
+from .footprint import ANY, Footprint, Obj, Pattern
 from .kernel import Kernel
 from .messages import Message
 from .tasks import CpuState, FaultTask, SyscallTask, Task
@@ -78,12 +79,29 @@ class View:
 
 
 @attrs.frozen
+class Scope:
+    """What is known, ahead of time, of a step a CPU may take later (partial-order
+    reduction asks): the CPU, its address space, and the pages its op may touch (None:
+    not known, e.g. the address a future mmap will return)."""
+
+    cpu: int
+    mm: MmId
+    pages: frozenset[int] | None
+
+
+def _anything(scope: Scope) -> Iterable[Pattern]:
+    return (ANY,)
+
+
+@attrs.frozen
 class Access:
-    """A family of shared objects a phase may touch, named for people (`label`) and
-    resolved against the state before the step (`objects`)."""
+    """A family of shared objects a phase may touch, named for people (`label`),
+    resolved against the state before the step (`objects`), and, for a step not yet
+    taken, bounded by patterns (`future`; the default: anything)."""
 
     label: str
     objects: Callable[[View], Iterable[Obj]] = attrs.field(eq=False, repr=False)
+    future: Callable[[Scope], Iterable[Pattern]] = attrs.field(default=_anything, eq=False, repr=False)
 
     def __str__(self) -> str:
         return self.label
@@ -185,4 +203,4 @@ class ProtocolTable:
         return out
 
 
-__all__ = ["EXIT", "START", "Access", "Handler", "Outcome", "Path", "Phase", "ProtocolTable", "View", "goto", "wait"]
+__all__ = ["EXIT", "START", "Access", "Scope", "Handler", "Outcome", "Path", "Phase", "ProtocolTable", "View", "goto", "wait"]

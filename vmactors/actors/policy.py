@@ -5,7 +5,7 @@ module (`vmactors.policies.*`); an ablation is the same design with one knob cha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -56,6 +56,10 @@ class Policy:
     #: The design's own records for the world a scenario sets up (e.g. which VMAs
     #: already have an anon_vma), or None.
     setup: Callable[[World], World] | None = attrs.field(default=None, repr=False)
+    #: How the design's records name CPUs: `(key, record, ren) -> record` with every
+    #: CPU index `i` read as `ren[i]` (symmetry reduction); None: they name none.
+    rename_record: Callable[[Hashable, Hashable, Mapping[int, int]], Hashable] | None = attrs.field(
+        default=None, repr=False)
     #: Which kernel (version, functions) the design follows, for people.
     kernel: str = ""
     #: What the model does differently from that kernel, for people.

@@ -2,21 +2,21 @@
 
 | message | effect |
 |---|---|
-| `call_rcu` (a VMA to free) | queued; if no grace period runs, one starts (`rcu.gp.start`): `qs_request` to cpu0 |
-| `qs` from cpuI | I crossed off (`rcu.qs`); `qs_request` to the next CPU; after the last, the grace period ends (`rcu.gp.end`), its callbacks run (`vma.free`) and a new one starts if callbacks queued meanwhile |
+| `call_rcu` (a VMA to free) | queued; if no grace period runs, one starts (`rcu.gp.start`): a `qs_request` to every CPU |
+| `qs` from cpuI | I crossed off (`rcu.qs`); after the last, the grace period ends (`rcu.gp.end`), its callbacks run (`vma.free`) and a new one starts if callbacks queued meanwhile |
 
 A CPU answers `qs_request` at once unless it is inside a read-side critical section
 (mid fault), in which case it answers when it leaves it.
 
-The coordinator asks the CPUs one after another rather than all at once. A grace
-period only needs every CPU to pass through a quiescent state after it started, so
-both orders end it under the same condition; asking in turn keeps the requests and
-answers of different CPUs from interleaving with each other, which would multiply the
-states an exhaustive search visits without showing anything new.
+Every CPU is asked at once, as in Linux each CPU reports its own quiescent states:
+no CPU is asked before another, so the coordinator treats CPUs alike, which is what
+lets an exhaustive search merge states that differ only by swapping two CPUs running
+the same thread (`vmactors.explore.symmetry`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import final
 
 import attrs
@@ -28,7 +28,7 @@ from . import footprint as fp
 from .base import Actor
 from .effects import Effects
 from .footprint import EMPTY, Footprint
-from .messages import CallRcu, Envelope, Qs, QsRequest
+from .messages import CallRcu, Envelope, Message, Qs, QsRequest
 
 NAME = "rcu"
 
@@ -61,7 +61,8 @@ class Rcu(Actor[RcuState]):
     def _start_gp(self, state: RcuState, fx: Effects) -> RcuState:
         gp = state.gp + 1
         fx.emit(RcuGpStart(gp=gp))
-        fx.send(cpu(0), QsRequest())
+        for c in range(self.ncpus):
+            fx.send(cpu(c), QsRequest())
         return RcuState(waiting=frozenset(range(self.ncpus)), current=state.next, next=(), gp=gp)
 
     def handle(self, state: RcuState, fx: Effects, env: Envelope | None, choice: int) -> RcuState:
@@ -79,7 +80,6 @@ class Rcu(Actor[RcuState]):
                 fx.emit(RcuQs(cpu=who, gp=state.gp))
                 waiting = state.waiting - {who}
                 if waiting:
-                    fx.send(cpu(min(waiting)), QsRequest())
                     return RcuState(waiting, state.current, state.next, state.gp)
                 fx.emit(RcuGpEnd(gp=state.gp))
                 for mm, vma_id in state.current:
@@ -97,6 +97,17 @@ class Rcu(Actor[RcuState]):
         if env is not None and isinstance(env.msg, Qs) and state.waiting == frozenset({env.src.index}):
             return Footprint.of(writes=[fp.vma(mm, vid) for mm, vid in state.current])
         return EMPTY
+
+    def commutes(self, state: RcuState, msg: Message, kind: str) -> bool:
+        """Quiescent states from two CPUs cross off two CPUs, whichever comes first;
+        a callback queued before or after the grace period's last quiescent state
+        is covered by the next grace period either way."""
+        return isinstance(msg, Qs) and kind in (Qs.KIND, CallRcu.KIND)
+
+    def rename_cpus(self, state: RcuState, ren: Mapping[int, int]) -> RcuState:
+        if state.waiting is None:
+            return state
+        return RcuState(frozenset(ren[c] for c in state.waiting), state.current, state.next, state.gp)
 
     def waiting_for(self, state: RcuState) -> str | None:
         if state.waiting is None:

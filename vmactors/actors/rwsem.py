@@ -20,17 +20,20 @@ later writer and vice versa.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, final
 
 import attrs
 
-from ..ids import MMAP_SEM, ActorId, MmId, cpu
+from ..ids import MM0, MMAP_SEM, ActorId, MmId, cpu
 from ..log.schema import LockAcquire, LockRelease, LockWait
 from ..mm.world import World
 from .base import Actor
 from .effects import Effects
 from .footprint import EMPTY, Footprint
-from .messages import Downgrade, DownRead, DownReadTrylock, DownWrite, Envelope, Grant, TrylockDone, UpRead, UpWrite
+from .messages import (
+    Downgrade, DownRead, DownReadTrylock, DownWrite, Envelope, Grant, Message, TrylockDone, UpRead, UpWrite,
+)
 
 NAME = "mmap_sem"
 Mode = Literal["read", "write"]
@@ -53,6 +56,12 @@ class RwLock:
     def grantable(self) -> tuple[tuple[int, Mode], ...]:
         """Waiters that could be granted now, in a fixed order."""
         return tuple(sorted(w for w in self.waiters if self.compatible(w[1])))
+
+    def rename_cpus(self, ren: Mapping[int, int]) -> "RwLock":
+        if not self.readers and self.writer is None and not self.waiters:
+            return self
+        return RwLock(frozenset(ren[c] for c in self.readers), None if self.writer is None else ren[self.writer],
+                      frozenset((ren[c], m) for c, m in self.waiters))
 
 
 @attrs.frozen(cache_hash=True)
@@ -150,6 +159,19 @@ class Rwsem(Actor[RwsemState]):
             raise TypeError(f"mmap_sem cannot handle {msg.KIND!r}")
         assert env.src.is_cpu
         return state.with_lock(msg.mm, handle_request(state.lock(msg.mm), fx, env.src.index, msg))
+
+    def commutes(self, state: RwsemState, msg: Message, kind: str) -> bool:
+        """Readers' requests commute with each other: `down_read`, `up_read` and
+        `down_read_trylock` of two CPUs give the same holders and waiters in either
+        order (a waiting writer does not hold new readers back in this model, and a
+        trylock fails only on a writer or waiters, which readers do not change)."""
+        readers = (DownRead.KIND, UpRead.KIND, DownReadTrylock.KIND)
+        return msg.KIND in readers and kind in readers and not (
+            DownReadTrylock.KIND in (msg.KIND, kind) and state.lock(getattr(msg, "mm", MM0)).waiters)
+
+    def rename_cpus(self, state: RwsemState, ren: Mapping[int, int]) -> RwsemState:
+        locks = tuple(lock.rename_cpus(ren) for lock in state.locks)
+        return state if all(a is b for a, b in zip(locks, state.locks)) else RwsemState(locks)
 
     def footprint(self, state: RwsemState, world: World, env: Envelope | None, choice: int) -> Footprint:
         return EMPTY  # the rwsem's state is its own

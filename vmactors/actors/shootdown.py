@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import final
 
 import attrs
@@ -18,7 +19,7 @@ from ..mm.world import World
 from .base import Actor
 from .effects import Effects
 from .footprint import EMPTY, Footprint
-from .messages import Ack, Envelope, Flush, FlushDone, Ipi, ShootdownToken
+from .messages import Ack, Envelope, Flush, FlushDone, Ipi, Message, ShootdownToken
 
 NAME = "shootdown"
 
@@ -71,6 +72,21 @@ class Shootdown(Actor[ShootdownState]):
 
     def footprint(self, state: ShootdownState, world: World, env: Envelope | None, choice: int) -> Footprint:
         return EMPTY
+
+    def commutes(self, state: ShootdownState, msg: Message, kind: str) -> bool:
+        """Acks cross CPUs off; after the last one of a flush, `flush_done` goes to
+        its initiator. Two acks give the same state in either order unless they
+        complete two flushes of the same initiator (whose `flush_done`s would swap)."""
+        if not isinstance(msg, Ack) or kind != Ack.KIND:
+            return False
+        initiators = [tok.initiator for tok, _ in state.pending]
+        return len(initiators) == len(set(initiators))
+
+    def rename_cpus(self, state: ShootdownState, ren: Mapping[int, int]) -> ShootdownState:
+        if not state.pending:
+            return state
+        return ShootdownState(tuple((tok.rename_cpus(ren), frozenset(ren[c] for c in waiting))
+                                    for tok, waiting in state.pending))
 
     def waiting_for(self, state: ShootdownState) -> str | None:
         if not state.pending:

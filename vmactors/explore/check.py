@@ -6,6 +6,16 @@ file (an unexpected violation: its shortest run; an `exists` verdict of `sometim
 where `never` or `always` was expected: a run that ends in a state that contradicts
 it). The report renders as text (`render_text`), as JSON (`to_json`) and as JUnit
 XML (`to_junit`: one test case per scenario x policy) for CI systems.
+
+Each case is `ok`, a `mismatch`, or `incomplete`: its search was cut (by
+`--max-states`, `--time-limit`, `--max-memory`) before it could say, and nothing it
+found contradicts the expectation. What a cut search found can still contradict
+it — a violation `[expect]` does not list, a final state where `exists` holds when
+`never` was expected (or fails when `always` was) — and that is a mismatch. Both
+make `check` exit 1.
+
+Cases run one after the other, or side by side over `--jobs N` processes or the
+workers of a Dask cluster (`--cluster`); results come in the same order.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from ..library import library_dir
 from ..scenario.model import Expectation, Scenario
 from ..scenario.parse import load_scenario
 from ..signals import reraise
-from .exhaustive import DEFAULT_MAX_STATES, explore_exhaustive
+from .exhaustive import DEFAULT_MAX_STATES
+from .parallel import Exhaustive, cluster, pool
 from .replay_file import save_counterexample
 from .results import Exploration
 from .runner import _show, save_findings
@@ -71,10 +82,12 @@ class CaseResult:
     #: Replay files of what was not expected: invariant (or `exists`) -> path.
     replays: tuple[tuple[str, str], ...]
     seconds: float
+    #: "ok", "mismatch" or "incomplete" (a cut search that contradicts nothing).
+    status: str = "ok"
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return self.status == "ok"
 
     @property
     def violations(self) -> list[str]:
@@ -82,8 +95,12 @@ class CaseResult:
 
     def summary(self) -> str:
         e = self.exploration
+        counted = "interleavings" if e.counts == "exact" else "interleavings (reduced)"
+        if not e.complete:
+            return (f"{e.exists or '-'}; violations [{', '.join(self.violations)}] so far; {e.runs:,} {counted} "
+                    f"seen, {e.distinct_states:,} states, {e.frontier:,} left unexplored")
         return (f"{e.exists or '-'}; violations [{', '.join(self.violations)}]; "
-                f"{e.runs:,} interleavings, {e.distinct_states:,} states")
+                f"{e.runs:,} {counted}, {e.distinct_states:,} states")
 
 
 @attrs.frozen
@@ -96,19 +113,25 @@ class CheckReport:
 
     @property
     def failures(self) -> int:
-        return sum(not r.ok for r in self.results)
+        """Mismatches."""
+        return sum(r.status == "mismatch" for r in self.results)
+
+    @property
+    def incomplete(self) -> int:
+        return sum(r.status == "incomplete" for r in self.results)
 
     @property
     def status(self) -> int:
-        return 1 if self.failures else 0
+        return 1 if self.failures or self.incomplete else 0
 
 
 def compare(want: Expectation, e: Exploration) -> list[str]:
-    """What differs between an `[expect]` entry and an exploration, in words."""
+    """What differs between an `[expect]` entry and an exploration, in words (for a
+    cut search: what it found that contradicts the entry)."""
+    if not e.complete:
+        return contradictions(want, e)
     got_v = frozenset(f.invariant for f in e.findings)
     problems = []
-    if not e.complete:
-        problems.append(f"exploration incomplete: {e.cut}")
     if want.exists is not None and e.exists != want.exists:
         problems.append(f"exists: expected {want.exists}, got {e.exists}")
     if got_v != want.violations:
@@ -118,6 +141,28 @@ def compare(want: Expectation, e: Exploration) -> list[str]:
         problems.append(f"violations: expected [{', '.join(sorted(want.violations))}], "
                         f"got [{', '.join(sorted(got_v))}] ({diff})")
     return problems
+
+
+def contradictions(want: Expectation, e: Exploration) -> list[str]:
+    """What a cut search found that its expectation rules out, whatever the rest of
+    the search would find: an unexpected violation, a final state where `exists`
+    holds (`never` expected) or fails (`always` expected)."""
+    problems = []
+    extra = sorted(frozenset(f.invariant for f in e.findings) - want.violations)
+    if extra:
+        problems.append(f"violations: expected [{', '.join(sorted(want.violations))}], "
+                        f"seen [{', '.join(extra)}] already ({', '.join('+' + x for x in extra)})")
+    if want.exists == "never" and any(s.exists for s in e.states):
+        problems.append("exists: expected never, seen sometimes already")
+    if want.exists == "always" and any(s.exists is False for s in e.states):
+        problems.append("exists: expected always, seen a final state where it fails already")
+    return problems
+
+
+def status_of(e: Exploration, problems: list[str]) -> str:
+    """A case's status: a mismatch if anything contradicts the expectation, else
+    incomplete if the search was cut, else ok."""
+    return "mismatch" if problems else "incomplete" if not e.complete else "ok"
 
 
 def save_unexpected(want: Expectation, e: Exploration, witnesses: dict[str, tuple[int, ...]],
@@ -144,42 +189,64 @@ def save_unexpected(want: Expectation, e: Exploration, witnesses: dict[str, tupl
     return tuple(saved)
 
 
+def _explore_case(scenario: Scenario, policy: str, search: Exhaustive
+                  ) -> tuple[Exploration, dict[str, tuple[int, ...]], float]:
+    t0 = time.perf_counter()
+    e, witnesses = search.explore(scenario, policy)
+    return e, witnesses, time.perf_counter() - t0
+
+
 def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Path | None = Path("vmactors-runs"),
                progress: Callable[[str], None] | None = None,
                on_result: Callable[[CaseResult], None] | None = None,
                on_skip: Callable[[Scenario], None] | None = None,
-               done: list[CaseResult] | None = None) -> CheckReport:
+               done: list[CaseResult] | None = None, *,
+               search: Exhaustive | None = None, jobs: int = 1,
+               cluster_address: str | None = None) -> CheckReport:
     """Check every scenario under `paths` (bad input anywhere: `UsageError` before
     any exploration). Each result is also appended to `done` as it comes, so that a
     caller interrupted by a signal (`vmactors.signals.Interrupted`, which this lets
-    through) still has what finished."""
+    through) still has what finished.
+
+    `search` sets the reductions and limits of every exploration (default: the
+    default reductions, `max_states`); `jobs` > 1 runs the cases in that many
+    processes, `cluster_address` on the workers of that Dask cluster."""
+    search = search if search is not None else Exhaustive(max_states=max_states)
     files = scenario_files(paths)
     scenarios: list[Scenario] = [load_scenario(f) for f in files]
     results: list[CaseResult] = [] if done is None else done
     skipped: list[Scenario] = []
-    for scen in scenarios:
-        if not scen.expect:
-            skipped.append(scen)
-            if on_skip is not None:
-                on_skip(scen)
-            continue
-        for policy, want in scen.expect:
-            if progress is not None:
-                progress(f"{scen.name} [{policy}]")
-            t0 = time.perf_counter()
-            e, witnesses = explore_exhaustive(scen, policy, max_states=max_states)
-            # The search stops at a signal and returns what it explored: that is not a
-            # result to compare, and the check stops.
-            reraise()
-            seconds = time.perf_counter() - t0
-            problems = compare(want, e)
-            replays: tuple[tuple[str, str], ...] = ()
-            if problems and save is not None:
-                replays = save_unexpected(want, e, witnesses, save)
-            r = CaseResult(scen, policy, want, e, tuple(problems), replays, seconds)
-            results.append(r)
-            if on_result is not None:
-                on_result(r)
+    cases = [(scen, policy) for scen in scenarios for policy, _ in scen.expect]
+    with cluster(cluster_address) as client, pool(jobs, client) as workers:
+        futures = iter([] if workers is None else [workers.submit(_explore_case, s, p, search) for s, p in cases])
+        for scen in scenarios:
+            if not scen.expect:
+                skipped.append(scen)
+                if on_skip is not None:
+                    on_skip(scen)
+                continue
+            for policy, want in scen.expect:
+                if progress is not None:
+                    progress(f"{scen.name} [{policy}]")
+                if workers is None:
+                    e, witnesses, seconds = _explore_case(scen, policy, search)
+                    # The search stops at a signal and returns what it explored: that
+                    # is not a result to compare, and the check stops.
+                    reraise()
+                else:
+                    e, witnesses, seconds = next(futures).result()
+                problems = compare(want, e)
+                replays: tuple[tuple[str, str], ...] = ()
+                if problems and save is not None:
+                    replays = save_unexpected(want, e, witnesses, save)
+                status = status_of(e, problems)
+                if not e.complete:
+                    problems.append(f"exploration incomplete: {e.cut}" + (
+                        "; nothing found so far contradicts [expect]" if status == "incomplete" else ""))
+                r = CaseResult(scen, policy, want, e, tuple(problems), replays, seconds, status)
+                results.append(r)
+                if on_result is not None:
+                    on_result(r)
     return CheckReport(tuple(results), tuple(skipped), tuple(scenarios))
 
 
@@ -188,7 +255,8 @@ def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Pat
 
 def render_result(r: CaseResult, first_of_scenario: bool) -> str:
     lines = [f"{r.scenario.path}"] if first_of_scenario else []
-    lines.append(f"  {r.policy:<28} {'ok       ' if r.ok else 'MISMATCH '} {r.summary()}")
+    mark = {"ok": "ok        ", "mismatch": "MISMATCH  ", "incomplete": "INCOMPLETE"}[r.status]
+    lines.append(f"  {r.policy:<28} {mark} {r.summary()}")
     for p in r.problems:
         lines.append(f"      {p}")
     for what, path in r.replays:
@@ -213,8 +281,12 @@ def render_text(report: CheckReport) -> str:
 
 
 def closing_line(report: CheckReport) -> str:
-    passed = len(report.results) - report.failures
-    return f"{passed} passed, {report.failures} failed"
+    passed = len(report.results) - report.failures - report.incomplete
+    line = f"{passed} passed, {report.failures} failed"
+    if report.incomplete:
+        line += (f", {report.incomplete} incomplete (a search was cut before it could say: raise --max-states "
+                 f"or --time-limit)")
+    return line
 
 
 def _expect_json(want: Expectation) -> dict[str, Any]:
@@ -224,14 +296,16 @@ def _expect_json(want: Expectation) -> dict[str, Any]:
 def to_json(report: CheckReport) -> dict[str, Any]:
     """`check --json`: one object; `results` has one entry per scenario x policy."""
     return {
-        "passed": len(report.results) - report.failures,
+        "passed": len(report.results) - report.failures - report.incomplete,
         "failed": report.failures,
+        "incomplete": report.incomplete,
         "results": [
             {
                 "scenario": r.scenario.name,
                 "path": r.scenario.path,
                 "policy": r.policy,
                 "ok": r.ok,
+                "status": r.status,
                 "expected": _expect_json(r.want),
                 "got": {"exists": r.exploration.exists, "violations": r.violations,
                         "complete": r.exploration.complete, "runs": r.exploration.runs,
@@ -248,13 +322,14 @@ def to_json(report: CheckReport) -> dict[str, Any]:
 def to_junit(report: CheckReport) -> bytes:
     """JUnit XML: a `testsuite` per scenario file, a `testcase` per policy of its
     `[expect]` table (classname the scenario, name the policy); a mismatch is a
-    `failure` whose text says what differs and how to replay it. A scenario without
-    `[expect]` is one skipped test case."""
+    `failure` whose text says what differs and how to replay it, an incomplete case
+    a `failure` of type `incomplete` (a CI run must not pass on a search that was
+    cut). A scenario without `[expect]` is one skipped test case."""
     total = sum(r.seconds for r in report.results)
     root = ET.Element("testsuites", {
         "name": "vmactors check",
         "tests": str(len(report.results) + len(report.skipped)),
-        "failures": str(report.failures),
+        "failures": str(report.failures + report.incomplete),
         "errors": "0",
         "skipped": str(len(report.skipped)),
         "time": f"{total:.3f}",
@@ -283,7 +358,7 @@ def to_junit(report: CheckReport) -> bytes:
             case = ET.SubElement(suite, "testcase", {"classname": scen.name, "name": r.policy,
                                                      "time": f"{r.seconds:.3f}", "file": scen.path})
             if not r.ok:
-                fail = ET.SubElement(case, "failure", {"message": "; ".join(r.problems), "type": "mismatch"})
+                fail = ET.SubElement(case, "failure", {"message": "; ".join(r.problems), "type": r.status})
                 body = [f"{scen.name} under {r.policy}: {r.summary()}"] + list(r.problems)
                 body += [f"{what}: vmactors replay {path}" for what, path in r.replays]
                 fail.text = "\n".join(body)
@@ -293,5 +368,5 @@ def to_junit(report: CheckReport) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-__all__ = ["CaseResult", "CheckReport", "compare", "default_paths", "render_text", "run_checks", "scenario_files",
+__all__ = ["CaseResult", "CheckReport", "compare", "contradictions", "status_of", "default_paths", "render_text", "run_checks", "scenario_files",
            "to_json", "to_junit"]

@@ -1,40 +1,52 @@
-"""Exhaustive exploration as a stateful search (docs/design.md#exploring).
+"""Exhaustive exploration as a stateful breadth-first search (docs/design.md#exploring).
 
-Breadth-first over canonical states (`canon.state_key`), so each distinct state is
-expanded once however many interleavings reach it, and the first violating step
-found lies on a shortest violating run. Interleaving counts are then computed over
-the state graph: the number of paths from the initial state to each final state
-(exact big integers), and, per invariant, the number of paths that cross a
-violating step.
+Level by level from the initial state, each distinct state (by its canonical form,
+`space`) is expanded once however many interleavings reach it, so the first violating step found lies on a shortest
+violating run of the graph searched. With reduction on (the default) the graph is
+smaller than the full one: steps a partial-order reduction shows redundant are not
+followed (`por`) and states that differ only by a permutation of interchangeable
+CPUs are one (`symmetry`); the final states, the `exists` verdict and the violated
+invariants are those of the full graph, the counts are those of the reduced one.
+
+A search stops early at `--max-states` (it never holds more), at `--time-limit`, at
+`--max-memory`, or when interrupted (Ctrl-C, SIGTERM); it then reports what it found:
+the final states it reached, the violations it saw, and how many states were left.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Callable, Hashable
+import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
-from ..invariants import check_step
 from ..scenario.exists import evaluate
 from ..scenario.model import Scenario
 from ..sim.run import reg_map
-from ..system.machine import Machine
-from ..system.state import Step, System
-from .canon import state_key
+from .graph import StateGraph
 from .results import Exploration, Finding, FinalState, sort_states, verdict
+from .shorten import shorten
+from .space import Expander, Options
+from .symmetry import expand_final_states
 
 DEFAULT_MAX_STATES = 200_000
 
+#: progress(states, frontier)
 Progress = Callable[[int, int], None]
 
 
 @attrs.frozen
-class _Witness:
-    node: int
-    step: Step | None  # None: the node itself is the witness (deadlock)
-    detail: str
-    length: int
+class Limits:
+    """When a search stops before it is complete."""
+
+    max_states: int = DEFAULT_MAX_STATES
+    max_steps: int = 100_000
+    #: Seconds of wall time (None: no limit).
+    time_limit: float | None = None
+    #: Bytes of resident memory (None: no limit).
+    max_memory: int | None = None
 
 
 def explore_exhaustive(
@@ -44,154 +56,151 @@ def explore_exhaustive(
     max_states: int = DEFAULT_MAX_STATES,
     max_steps: int = 100_000,
     progress: Progress | None = None,
+    options: Options = Options(),
+    time_limit: float | None = None,
+    max_memory: int | None = None,
 ) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
     """Explore every interleaving; returns the exploration and, per violated
-    invariant, the choice list of a shortest violating run."""
-    machine = Machine(scenario, policy_name)
-    init, labels = machine.initial, machine.labels
-    keys: dict[Hashable, int] = {state_key(machine, init): 0}
-    systems: list[System | None] = [init]
-    depth = [0]
-    parent: list[tuple[int, Step] | None] = [None]
-    succ: list[list[tuple[int, int]]] = [[]]
-    finals: dict[int, tuple[tuple[tuple[str, object], ...], str]] = {}
-    bits: dict[str, int] = {}
-    witnesses: dict[str, _Witness] = {}
-    queue = deque([0])
-    cut: str | None = None
-    transitions = 0
+    invariant, the choice list of a shortest violating run found."""
+    search = Search(Expander(scenario, policy_name, options),
+                    Limits(max_states, max_steps, time_limit, max_memory), progress)
+    search.run()
+    return search.result()
 
-    try:
-        while queue:
-            i = queue.popleft()
-            system = systems[i]
-            assert system is not None
-            systems[i] = None  # expanded: only its key and edges are kept
-            steps = machine.enabled(system)
-            end = None
-            if not steps:
-                end = "ok" if machine.finished(system) else "deadlock"
-            elif depth[i] >= max_steps:
-                end = "step-limit"
-            if end is not None:
-                finals[i] = (tuple(machine.final_regs(system).items()), end)
-                if end == "deadlock" and "deadlock" not in witnesses:
-                    witnesses["deadlock"] = _Witness(i, None, "no step is enabled and a thread is unfinished", depth[i])
+
+class Search:
+    """One breadth-first search in this process."""
+
+    def __init__(self, expander: Expander, limits: Limits = Limits(), progress: Progress | None = None) -> None:
+        self.expander = expander
+        self.limits = limits
+        self.progress = progress
+        key, system, flags = expander.root()
+        self.graph = StateGraph(key)
+        #: Nodes found but not expanded: node -> (system, flags).
+        self.pending: dict[int, tuple[Any, frozenset[str]]] = {0: (system, flags)}
+        self.level: list[int] = [0]
+        self.cut: str | None = None
+        self._deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
+
+    @property
+    def frontier(self) -> int:
+        """States found and not yet expanded."""
+        return len(self.pending)
+
+    def run(self) -> None:
+        try:
+            while self.level and self.cut is None:
+                self.level = self._expand_level(self.level)
+        except KeyboardInterrupt:
+            self.cut = "interrupted"
+
+    def _expand_level(self, level: list[int]) -> list[int]:
+        g, x, lim = self.graph, self.expander, self.limits
+        nxt: list[int] = []
+        for n, i in enumerate(level):
+            if n % 64 == 0:
+                self.cut = self._over_budget()
+                if self.cut is not None:
+                    return level[n:]
+                if self.progress is not None:
+                    self.progress(len(g), len(self.pending))
+            system, flags = self.pending[i]
+            final = x.final(system, g.depth[i], lim.max_steps)
+            if final is not None:
+                del self.pending[i]
+                g.final(i, final)
                 continue
-            if len(keys) >= max_states:
-                cut = f"--max-states {max_states} reached"
-                queue.appendleft(i)
-                systems[i] = system
-                break
-            for step in steps:
-                result = machine.apply(system, step)
-                transitions += 1
-                mask = 0
-                for v in check_step(system, result):
-                    b = bits.setdefault(v.invariant, 1 << len(bits))
-                    mask |= b
-                    if v.invariant not in witnesses:
-                        witnesses[v.invariant] = _Witness(i, step, v.detail, depth[i] + 1)
-                k = state_key(machine, result.system)
-                j = keys.get(k)
-                if j is None:
-                    j = keys[k] = len(systems)
-                    systems.append(result.system)
-                    depth.append(depth[i] + 1)
-                    parent.append((i, step))
-                    succ.append([])
-                    queue.append(j)
-                succ[i].append((j, mask))
-            if progress is not None and i % 256 == 0:
-                progress(len(keys), len(queue))
-    except KeyboardInterrupt:
-        cut = "interrupted"
+            edges = x.expand(system, flags, g.depth[i])
+            new = sum(1 for e in edges if e.key not in g.index)
+            if len(g) + new > lim.max_states:
+                self.cut = f"--max-states {lim.max_states} reached"
+                return level[n:]
+            del self.pending[i]
+            for e in edges:
+                j, fresh = g.add(e.key, i, e.choice)
+                if fresh:
+                    self.pending[j] = (e.system, e.flags)
+                    nxt.append(j)
+                g.edge(i, j, e.choice, e.violations)
+        return nxt
 
-    # Count interleavings over the graph, in topological order.
-    n = len(systems)
-    indeg = [0] * n
-    for i in range(n):
-        for j, _ in succ[i]:
-            indeg[j] += 1
-    paths = [0] * n
-    paths[0] = 1
-    clean = {name: [0] * n for name in bits}
-    for name in clean:
-        clean[name][0] = 1
-    order = deque(i for i in range(n) if indeg[i] == 0)
-    done = 0
-    while order:
-        i = order.popleft()
-        done += 1
-        for j, mask in succ[i]:
-            paths[j] += paths[i]
-            for name, b in bits.items():
-                if not mask & b:
-                    clean[name][j] += clean[name][i]
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                order.append(j)
-    if done < n and cut is None:
+    def _over_budget(self) -> str | None:
+        lim = self.limits
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            return f"--time-limit {lim.time_limit:g}s reached"
+        if lim.max_memory is not None and resident_bytes() > lim.max_memory:
+            return f"--max-memory {lim.max_memory // 2**20} MiB reached"
+        return None
+
+    def result(self) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
+        return assemble(self.expander, self.graph, self.cut, len(self.pending))
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux: /proc; elsewhere its peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def assemble(expander: Expander, g: StateGraph, cut: str | None, frontier: int
+             ) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
+    """What a search's graph says (its cut, if any, and the states left unexpanded)."""
+    scenario = expander.scenario
+    machine = expander.machine
+    paths, runs_of, acyclic = g.counts()
+    if not acyclic and cut is None:
         cut = "the state graph has a cycle (a livelock), so interleavings cannot be counted"
-
-    grouped: dict[tuple, int] = {}
-    first_node: dict[tuple, int] = {}
-    for i, key in finals.items():
-        grouped[key] = grouped.get(key, 0) + paths[i]
-        first_node.setdefault(key, i)  # nodes are numbered in BFS order: the nearest first
+    grouped: dict[tuple[Any, str], int] = {}
+    first: dict[tuple[Any, str], int] = {}
+    for i, f in g.finals.items():
+        k = (f.regs, f.end)
+        grouped[k] = grouped.get(k, 0) + paths[i]
+        first.setdefault(k, i)  # nodes are numbered breadth-first: the nearest first
     states = []
     for (regs, end), count in grouped.items():
-        held = evaluate(scenario.exists, reg_map(dict(regs)), labels) if scenario.exists is not None else None
-        node = first_node[(regs, end)]
-        states.append(FinalState(regs, end, count, held, to_choices(machine, _path_to(parent, node)), depth[node]))
+        node = first[(regs, end)]
+        states.append(FinalState(regs, end, count, None, tuple(g.path(node)), g.depth[node]))
+    if expander.options.symmetry:
+        states = expand_final_states(machine, expander.symmetry, states)
+    labels = machine.labels
+    states = [attrs.evolve(s, exists=evaluate(scenario.exists, reg_map(dict(s.regs)), labels))
+              if scenario.exists is not None else s for s in states]
     sorted_states = sort_states(states)
-
-    runs_of: dict[str, int] = {name: sum(paths[i] - clean[name][i] for i in finals) for name in bits}
-    if "deadlock" in witnesses:
-        runs_of["deadlock"] = sum(paths[i] for i, (_, end) in finals.items() if end == "deadlock")
     findings = []
     choices: dict[str, tuple[int, ...]] = {}
-    for name in sorted(witnesses):
-        w = witnesses[name]
-        path = _path_to(parent, w.node)
-        if w.step is not None:
-            path.append(w.step)
-        choices[name] = to_choices(machine, path)
-        findings.append(Finding(name, runs_of.get(name, 0), w.detail, choices[name], w.length))
-    total = sum(s.count for s in sorted_states)
+    for name in sorted(g.witnesses):
+        w = g.witnesses[name]
+        path, detail = tuple(g.witness_path(name)), w.detail
+        if expander.reducer is not None:  # the reduced graph's shortest may not be the shortest
+            shorter = shorten(machine, expander.reducer, path, name)
+            if shorter is not None:
+                path, detail = shorter
+        choices[name] = path
+        findings.append(Finding(name, runs_of.get(name, 0), detail, path, len(path)))
+    complete = cut is None
     exploration = Exploration(
         scenario=scenario,
         policy=machine.policy.name,
         strategy="exhaustive",
-        complete=cut is None,
-        counts="exact",
-        runs=total,
+        complete=complete,
+        counts=expander.options.counts,
+        runs=sum(s.count for s in sorted_states),
         states=sorted_states,
-        exists=verdict(sorted_states, scenario.exists is not None),
+        exists=verdict(sorted_states, scenario.exists is not None, complete),
         findings=tuple(findings),
-        distinct_states=len(keys),
-        transitions=transitions,
+        distinct_states=len(g),
+        transitions=g.transitions,
         cut=cut,
+        interrupted=cut == "interrupted",
+        frontier=frontier,
     )
     return exploration, choices
 
 
-def _path_to(parent: list[tuple[int, Step] | None], node: int) -> list[Step]:
-    path: list[Step] = []
-    while parent[node] is not None:
-        p = parent[node]
-        assert p is not None
-        node, step = p
-        path.append(step)
-    path.reverse()
-    return path
-
-
-def to_choices(machine: Machine, path: list[Step]) -> tuple[int, ...]:
-    """The choice list (indices into each step's enabled list) that takes `path`."""
-    system = machine.initial
-    out = []
-    for step in path:
-        out.append(machine.enabled(system).index(step))
-        system = machine.apply(system, step).system
-    return tuple(out)
+__all__ = ["explore_exhaustive", "Search", "Limits", "assemble", "resident_bytes", "DEFAULT_MAX_STATES"]

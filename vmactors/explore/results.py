@@ -63,6 +63,8 @@ class Exploration:
     transitions: int = 0
     cut: str | None = None
     interrupted: bool = False
+    #: States found but not explored when the search stopped (0 when complete).
+    frontier: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,13 +77,19 @@ class Exploration:
             "states": [{"regs": dict(s.regs), "end": s.end, "count": s.count} for s in self.states],
             "exists": self.exists,
             "violations": {f.invariant: {"runs": f.runs, "replay": f.replay} for f in self.findings},
+            **({"frontier": self.frontier} if not self.complete and self.strategy == "exhaustive" else {}),
         }
 
 
-def verdict(states: tuple[FinalState, ...] | list[FinalState], has_exists: bool) -> str | None:
+def verdict(states: tuple[FinalState, ...] | list[FinalState], has_exists: bool, complete: bool = True) -> str | None:
+    """The `exists` verdict over the final states found: `never`, `sometimes` or
+    `always` when they are all of them; from an incomplete search only what was seen
+    can be said: `sometimes` if some final state satisfies it, else `unknown`."""
     if not has_exists:
         return None
     held = [s.exists for s in states]
+    if not complete:
+        return "sometimes" if any(held) else "unknown"
     if not held or not any(held):
         return "never"
     if all(held):
@@ -112,21 +120,24 @@ def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
         regs = " ".join(f"{k}={_fmt_value(v)};" for k, v in s.regs) or "(no registers)"
         end = "" if s.end == "ok" else f"  [{s.end}]"
         lines.append(f"{mark} {s.count:>{width}}  {regs}{end}")
+    counted = "interleavings" if e.counts == "exact" else "interleavings (reduced)"
     how = (
-        f"complete, {e.runs:,} interleavings, {e.distinct_states:,} states"
+        f"complete, {e.runs:,} {counted}, {e.distinct_states:,} states"
         if e.strategy == "exhaustive" and e.complete
-        else f"INCOMPLETE ({e.cut}), {e.runs:,} interleavings seen, {e.distinct_states:,} states"
+        else f"INCOMPLETE ({e.cut}), {e.runs:,} {counted} seen, {e.distinct_states:,} states, "
+             f"{e.frontier:,} left unexplored"
         if e.strategy == "exhaustive"
         else f"{e.runs:,} {e.strategy.upper() if e.strategy == 'pct' else e.strategy} runs"
     )
-    if e.interrupted:
+    if e.interrupted and not (e.cut or "").startswith("interrupted"):
         how += ", interrupted"
     if e.exists is not None:
-        seen = {"never": "not seen", "sometimes": "seen sometimes", "always": "seen always"}[e.exists]
+        seen = {"never": "not seen", "unknown": "not seen", "sometimes": "seen sometimes",
+                "always": "seen always"}[e.exists]
         if e.strategy == "exhaustive" and e.complete:
             lines.append(f"Exists: {e.exists} — {how}")
         elif e.strategy == "exhaustive":
-            lines.append(f"Exists: {seen} so far — {how}")
+            lines.append(f"Exists: {e.exists} ({seen} so far) — {how}")
         else:
             lines.append(f"Exists: {seen} in {how}")
     else:
@@ -139,8 +150,11 @@ def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
     if e.findings:
         lines.append("Violations:")
         for f in e.findings:
-            lines.append(f"  {f.invariant}: {f.runs:,} {'runs' if f.runs != 1 else 'run'}; "
-                         f"shortest violates it at step {f.steps}: {f.detail}")
+            # A cut search has counted only the runs that reached a final state.
+            runs = f"{f.runs:,} {'runs' if f.runs != 1 else 'run'}" + ("" if e.complete else " so far")
+            if e.strategy == "exhaustive" and not e.complete and f.runs == 0:
+                runs = "seen (no run through it has ended yet)"
+            lines.append(f"  {f.invariant}: {runs}; shortest violates it at step {f.steps}: {f.detail}")
             if f.found_steps is not None:
                 lines.append(f"    (this exploration's shortest violates it at step {f.found_steps}; "
                              f"the replay file keeps the earlier one)")

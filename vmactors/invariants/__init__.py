@@ -15,8 +15,10 @@ from typing import Any
 
 import attrs
 
+from ..actors import footprint as fp
 from ..actors.effects import TlbAccess, UnmapReturned, VmaReadFreed
-from ..ids import MM0
+from ..actors.footprint import Obj
+from ..ids import MM0, MmId
 from ..log.schema import INVARIANTS, PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
 from ..mm.layout import page_range
 from ..mm.page_table import Pte
@@ -86,6 +88,47 @@ def check_step(before: System, result: StepResult) -> list[Violation]:
             out.extend(_wrong_vma(after, page, pte))
     for page in sorted(orphan_pages):
         out.extend(_orphan(after, page))
+    return out
+
+
+def check_reads(before: System, result: StepResult) -> set[Obj]:
+    """The shared objects `check_step(before, result)` may read: what partial-order
+    reduction must count as read by the step, so that two orders of the same steps
+    never get different verdicts. Over-approximate, and kept next to `check_step` so
+    the two change together: every page an event or note names (its PTE and every
+    CPU's TLB entry), the VMA tree, every VMA, the checkers' bookkeeping, and the
+    frames a TLB access reached."""
+    pages: set[int] = set()
+    out: set[Obj] = set()
+    for ev in result.events:
+        if isinstance(ev, int):
+            continue
+        if isinstance(ev, _ADDS_TRANSLATION + _CHANGES_MAPPING + (VmaFree,)):
+            addr = getattr(ev, "addr", None)
+            if addr is not None:
+                pages.update(page_range(addr, getattr(ev, "pages", None) or 1))
+    after = result.system.world.mm(MM0)
+    for note in result.notes:
+        if isinstance(note, TlbAccess):
+            out.add(fp.frame(note.entry.frame))
+            pages.add(note.page)
+        elif isinstance(note, UnmapReturned):
+            for vid in note.vmas:
+                vma = after.vmas[vid]
+                pages.update(page_range(vma.start, vma.pages))
+        elif isinstance(note, VmaReadFreed):
+            out.add(fp.vma(MM0, note.vma))
+    if not pages and not out:
+        return out
+    ncpus = len(result.system.cpus)
+    # Every address space: a checker may compare one with another (after a fork).
+    for i, space in enumerate(result.system.world.mms):
+        mm = MmId(i)
+        out.update((fp.tree(mm), fp.writers(mm), fp.unmapped(mm)))
+        out.update(fp.vma(mm, vid) for vid in space.vmas)
+        out.update(fp.pte(mm, page) for page in pages)
+    for page in pages:
+        out.update(fp.tlb(c, page) for c in range(ncpus))
     return out
 
 
@@ -174,4 +217,4 @@ def _munmap_incomplete_at_return(system: System, note: UnmapReturned) -> Iterabl
     return out
 
 
-__all__ = ["INVARIANTS", "Violation", "check_step"]
+__all__ = ["INVARIANTS", "Violation", "check_step", "check_reads"]

@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Mapping
 
 import attrs
 import immutables
@@ -47,6 +47,22 @@ class AddressSpace:
     def in_writer(self, page: int) -> bool:
         return any(s <= page < e for _, s, e in self.writers)
 
+    def rename_cpus(self, ren: Mapping[int, int],
+                    record: Callable[[Hashable, Hashable, Mapping[int, int]], Hashable] | None) -> "AddressSpace":
+        """The address space with every CPU index `i` read as `ren[i]`: the writers,
+        and the locking design's records through its own `record` renamer."""
+        policy = self.policy
+        if record is not None and policy:
+            changed = {k: r for k, v in policy.items() if (r := record(k, v, ren)) != v}
+            if changed:
+                policy = policy.update(changed)
+        writers = self.writers
+        if any(ren[c] != c for c, _, _ in writers):
+            writers = frozenset((ren[c], s, e) for c, s, e in writers)
+        if policy is self.policy and writers is self.writers:
+            return self
+        return AddressSpace(self.tree, self.vmas, self.ptes, policy, writers, self.unmapped)
+
 
 @attrs.frozen(cache_hash=True)
 class World:
@@ -71,3 +87,10 @@ class World:
 
     def with_frames(self, frames: FrameTable) -> "World":
         return World(self.mms, self.page_cache, frames, self.caches)
+
+    def rename_cpus(self, ren: Mapping[int, int],
+                    record: Callable[[Hashable, Hashable, Mapping[int, int]], Hashable] | None) -> "World":
+        mms = tuple(s.rename_cpus(ren, record) for s in self.mms)
+        if all(a is b for a, b in zip(mms, self.mms)):
+            return self
+        return World(mms, self.page_cache, self.frames, self.caches)

@@ -101,6 +101,7 @@ def run_timed(machine: Machine, fault_cpus: Iterable[int] | None = None, *, max_
     is called with the number of ops finished so far, every few thousand steps;
     `on_step` with each step taken (tests)."""
     original = machine.cost
+    assert original is not None, "a timed run needs the machine's cost model"
     model = _KeepWaits(original)
     machine.cost = model
     try:

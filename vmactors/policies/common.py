@@ -10,7 +10,7 @@ prints them by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -29,7 +29,7 @@ from ..actors.messages import (
     UpRead,
     UpWrite,
 )
-from ..actors.phases import EXIT, START, Access, Path, Phase, View, goto, wait
+from ..actors.phases import EXIT, START, Access, Path, Phase, Scope, View, goto, wait
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, TREE
 from ..mm.layout import PAGE_SIZE, page_range
@@ -123,21 +123,49 @@ def _unmapped(v: View) -> Iterable[fp.Obj]:
     return [fp.unmapped(v.cpu.mm)]
 
 
-TREE_READ = Access("tree", _tree)
-VMA_AT_ADDR = Access("vma@addr", _vma_at_addr)
-TASK_VMA = Access("vma", _task_vma)
-PAGE_PTE = Access("pte@page", _page_pte)
-PAGE_TLB = Access("tlb@page", _page_tlb)
-FRESH_FRAME = Access("new frame", _fresh_frame)
-TASK_FRAME = Access("frame", _task_frame)
-RANGE_PTES = Access("pte@range", _range_ptes)
-RANGE_TLB = Access("tlb@range", _range_tlb)
-TASK_FRAMES = Access("frames", _task_frames)
-RANGE_PTE_FRAMES = Access("frames@range", _range_pte_frames)
-RANGE_VMAS = Access("vmas@range", _range_vmas)
-OLD_VMAS = Access("old vmas", _old_vmas)
-WRITERS = Access("writers", _writers)
-UNMAPPED = Access("unmapped", _unmapped)
+# What a word may stand for in a step not yet taken (partial-order reduction): the
+# pages of the op when they are known, any VMA, any frame.
+
+
+def pages_of(kind: str) -> Callable[[Scope], Iterable[fp.Pattern]]:
+    """`kind` ("pte" or "tlb") objects of the scope's pages (any page if unknown)."""
+
+    def future(s: Scope) -> Iterable[fp.Pattern]:
+        owner = s.mm if kind == "pte" else s.cpu
+        if s.pages is None:
+            return [(kind, owner, None)]
+        return [(kind, owner, p) for p in s.pages]
+
+    return future
+
+
+def _any_vma(s: Scope) -> Iterable[fp.Pattern]:
+    return [("vma", s.mm, None)]
+
+
+def _any_frame(s: Scope) -> Iterable[fp.Pattern]:
+    return [("frame", None), fp.FREELIST]
+
+
+def _new_frame(s: Scope) -> Iterable[fp.Pattern]:
+    return [("frame", None), fp.FREELIST, ("cache", None, None)]
+
+
+TREE_READ = Access("tree", _tree, lambda s: [fp.tree(s.mm)])
+VMA_AT_ADDR = Access("vma@addr", _vma_at_addr, _any_vma)
+TASK_VMA = Access("vma", _task_vma, _any_vma)
+PAGE_PTE = Access("pte@page", _page_pte, pages_of("pte"))
+PAGE_TLB = Access("tlb@page", _page_tlb, pages_of("tlb"))
+FRESH_FRAME = Access("new frame", _fresh_frame, _new_frame)
+TASK_FRAME = Access("frame", _task_frame, _any_frame)
+RANGE_PTES = Access("pte@range", _range_ptes, pages_of("pte"))
+RANGE_TLB = Access("tlb@range", _range_tlb, pages_of("tlb"))
+TASK_FRAMES = Access("frames", _task_frames, _any_frame)
+RANGE_PTE_FRAMES = Access("frames@range", _range_pte_frames, _any_frame)
+RANGE_VMAS = Access("vmas@range", _range_vmas, _any_vma)
+OLD_VMAS = Access("old vmas", _old_vmas, _any_vma)
+WRITERS = Access("writers", _writers, lambda s: [fp.writers(s.mm)])
+UNMAPPED = Access("unmapped", _unmapped, lambda s: [fp.unmapped(s.mm)])
 
 #: What installing a fault's PTE may touch: the PTE, a frame to give back or to take
 #: (the PTE it meant to upgrade was zapped), this CPU's stale TLB entry.

@@ -19,7 +19,7 @@ wakes every waiting CPU with a `fence_open` message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import ClassVar
 
 import attrs
@@ -83,7 +83,7 @@ def _fences(v: View) -> Iterable[fp.Obj]:
     return [fp.policy(v.cpu.mm, FENCES)]
 
 
-FENCE = Access("fences", _fences)
+FENCE = Access("fences", _fences, lambda s: [fp.policy(s.mm, FENCES)])
 
 
 def open_fence(k: Kernel) -> None:
@@ -158,6 +158,14 @@ PROTOCOL = (
     .replace("mmap", "insert", doc="tree owner places the VMA (a NULL range whose flush is pending may be reused)")
 )
 
+def rename_fences(key: Hashable, record: Hashable, ren: Mapping[int, int]) -> Hashable:
+    """The fences' record with every CPU index read through `ren` (symmetry reduction)."""
+    if key != FENCES:
+        return record
+    assert isinstance(record, tuple)
+    return tuple(Fence(f.start, f.end, ren[f.owner], frozenset(ren[c] for c in f.waiters)) for f in record)
+
+
 GLISSE = attrs.evolve(
     WILCOX,
     name="glisse",
@@ -166,6 +174,7 @@ GLISSE = attrs.evolve(
     protocol=PROTOCOL,
     config=WilcoxKnobs(zero_entry=False),
     hooks=FenceHooks(),
+    rename_record=rename_fences,
     kernel=("none: Jérôme Glisse's reply in the same thread (9 December 2019), which states the behaviour it wants "
             "(faults on a MAP_FIXED range wait, faults during munmap SIGSEGV, a reused range serves no fault "
             "before the old flush is done) on top of Wilcox's design"),

@@ -47,7 +47,7 @@ This design's own records, per address space:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import ClassVar
 
 import attrs
@@ -70,7 +70,7 @@ from ..actors.messages import (
     UpRead,
     UpWrite,
 )
-from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, View, goto, wait
+from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, Scope, View, goto, wait
 from ..actors.policy import NoTreeHooks, Policy
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MM0, MMAP_SEM, TREE, MmId, cpu
@@ -246,13 +246,20 @@ def _freed_objs(v: View) -> Iterable[fp.Obj]:
     return [fp.policy(mm, FREE_OBJS)] + [fp.policy(mm, ("obj_of", vid)) for vid in v.syscall.old]
 
 
-OBJ_AT_ADDR = Access("vma object@addr", _obj_at_addr)
-WRITE_LOCKS = Access("vma write locks", _write_locked)
-OBJ = Access("vma object", _obj)
-OBJ_READERS = Access("object readers", _obj_readers)
-ANON_VMA = Access("anon_vma", _anon_vma)
-RANGE_READERS = Access("readers@range", _range_readers)
-FREED_OBJS = Access("freed objects", _freed_objs)
+def _records(*keys: fp.Pattern) -> Callable[[Scope], Iterable[fp.Pattern]]:
+    """Future steps: this design's records of those key shapes (None: any value)."""
+    return lambda s: [("policy", s.mm, k) for k in keys]
+
+
+OBJ_AT_ADDR = Access("vma object@addr", _obj_at_addr, _records(("obj_of", None)))
+WRITE_LOCKS = Access("vma write locks", _write_locked, _records(WRITE_LOCKED))
+OBJ = Access("vma object", _obj,
+             lambda s: [("policy", s.mm, ("obj", None)), ("vma", s.mm, None), ("policy", s.mm, ("anon_vma", None))])
+OBJ_READERS = Access("object readers", _obj_readers, _records(("readers", None), ("drain_waiter", None)))
+ANON_VMA = Access("anon_vma", _anon_vma, _records(("anon_vma", None)))
+RANGE_READERS = Access("readers@range", _range_readers,
+                       _records(("obj_of", None), ("readers", None), ("drain_waiter", None)))
+FREED_OBJS = Access("freed objects", _freed_objs, _records(FREE_OBJS, ("obj_of", None)))
 
 # --- fault: lock_vma_under_rcu ------------------------------------------------------------------------
 
@@ -566,6 +573,15 @@ PROTOCOL = ProtocolTable((
     madvise_path(),
 ))
 
+def rename_record(key: Hashable, record: Hashable, ren: Mapping[int, int]) -> Hashable:
+    """A record with every CPU index read through `ren` (symmetry reduction): only
+    `("drain_waiter", object)` names one, the writer waiting for readers."""
+    if isinstance(key, tuple) and key and key[0] == "drain_waiter":
+        assert isinstance(record, int)
+        return ren[record]
+    return record
+
+
 PERVMA = Policy(
     name="pervma",
     summary=("Linux 6.15+ per-VMA locks: lock_vma_under_rcu with its rechecks, fallback to mmap_lock; writers "
@@ -575,6 +591,7 @@ PERVMA = Policy(
     config=PerVmaKnobs(),
     hooks=BornLocked(),
     setup=with_anon_vmas,
+    rename_record=rename_record,
     kernel=("Linux 6.15+: mm/mmap_lock.c lock_vma_under_rcu, vma_start_read, vma_start_write; "
             "arch/x86/mm/fault.c do_user_addr_fault; mm/memory.c __vmf_anon_prepare; mm/vma.c do_vmi_align_munmap, "
             "__mmap_region; kernel/fork.c vm_area_free (SLAB_TYPESAFE_BY_RCU). v6.4-v6.14 had a per-VMA "

@@ -30,7 +30,7 @@ import attrs
 from ..actors import footprint as fp
 from ..actors.kernel import Kernel, check_access
 from ..actors.messages import CallRcu, ClearZero, Flush, FlushDone, MapFixed, Message, Protect, TreeDone, Unmap, UpWrite
-from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, View, goto, wait
+from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, Scope, View, goto, wait
 from ..actors.policy import Policy
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, RCU, TREE
@@ -112,8 +112,12 @@ def _old_refs(v: View) -> Iterable[fp.Obj]:
     return [fp.policy(v.cpu.mm, ref_key(vid)) for vid in v.syscall.old]
 
 
-TASK_REF = Access("ref", _task_ref)
-OLD_REFS = Access("old refs", _old_refs)
+def _any_ref(s: Scope) -> Iterable[fp.Pattern]:
+    return [("policy", s.mm, ("ref", None))]
+
+
+TASK_REF = Access("ref", _task_ref, _any_ref)
+OLD_REFS = Access("old refs", _old_refs, _any_ref)
 
 # --- fault ---------------------------------------------------------------------------------------
 

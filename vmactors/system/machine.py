@@ -91,8 +91,9 @@ class Machine:
         self.ids: tuple[ActorId, ...] = tuple(a.id for a in self.actors)
         self.slot: dict[ActorId, int] = {aid: i for i, aid in enumerate(self.ids)}
         self.ncpus = ncpus
-        #: The cost model that times every step (`vmactors.system.clock`).
-        self.cost: CostModel = DEFAULT
+        #: The cost model that times every step (`vmactors.system.clock`); None: steps
+        #: take no virtual time (exhaustive search, which never looks at the clock).
+        self.cost: CostModel | None = DEFAULT
         states: list[Hashable] = [a.initial() for a in self.actors]
         for i in range(ncpus):
             cpu_state = states[i]
@@ -159,17 +160,23 @@ class Machine:
         """One step of actor `slot`, computed from its own state, the shared world and
         the message it takes: pure. Sent messages get ids from `first_msg_id` on."""
         actor = self.actors[slot]
-        fx = traced(effects)(world, actor.id)
+        model = self.cost
+        fx = (effects if model is None else traced(effects))(world, actor.id)
         new_state = actor.handle(state, fx, env, choice)
         # Virtual time: the step starts when both the actor and the message are ready;
         # the cost model times what it touched and logged.
         start = clock if env is None else max(clock, env.sent_at)
-        cost = self.cost.step(actor.id, getattr(fx, "accesses", {}), fx.events, env, start, world.caches, fx.out)
-        end = cost.end
+        out_world = fx.world
+        if model is None:
+            end = start
+        else:
+            cost = model.step(actor.id, getattr(fx, "accesses", {}), fx.events, env, start, world.caches, fx.out)
+            end = cost.end
+            if cost.caches is not out_world.caches:
+                out_world = attrs.evolve(out_world, caches=cost.caches)
         cause = env.msg_id if env is not None else None
         sent = tuple(Envelope(actor.id, dst, msg, first_msg_id + i, cause, end) for i, (dst, msg) in enumerate(fx.out))
         touched = fx.footprint() if isinstance(fx, RecordingEffects) else None
-        out_world = fx.world if cost.caches is fx.world.caches else attrs.evolve(fx.world, caches=cost.caches)
         return ActorOutcome(new_state, out_world, tuple(fx.events), sent, tuple(fx.notes), start, end, touched)
 
     def apply(self, system: System, step: Step, effects: type[Effects] = Effects) -> StepResult:

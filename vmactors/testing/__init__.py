@@ -599,10 +599,15 @@ class VM:
         return sim
 
     def explore(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
-                max_states: int = DEFAULT_MAX_STATES) -> Exploration:
+                max_states: int = DEFAULT_MAX_STATES, reduction: bool = True) -> Exploration:
         """Exhaustive exploration (every interleaving, by stateful search). Each
-        finding carries the choice list of a shortest violating run."""
-        exploration, _ = explore_exhaustive(self._resolve(s), policy, max_states=max_states)
+        finding carries the choice list of a shortest violating run. `reduction`:
+        partial-order and symmetry reduction (the same answers; counts `reduced`);
+        False gives exact interleaving counts."""
+        from ..explore.space import EXACT, Options
+
+        exploration, _ = explore_exhaustive(self._resolve(s), policy, max_states=max_states,
+                                            options=Options() if reduction else EXACT)
         return exploration
 
     def report(self) -> str:
