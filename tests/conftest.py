@@ -66,6 +66,28 @@ LONG_TESTS = (
 )
 
 
+@pytest.fixture(name="runs_under")
+def runs_under_fixture() -> Callable[[Scenario, str], bool]:
+    return runs_under
+
+
+def runs_under(scen: Scenario, policy: str) -> bool:
+    """Whether the library-wide tests (footprints, the two runtimes) run library
+    scenario `scen` under `policy`. Every scenario runs under every design and
+    mmap_sem-4.19. A scenario of the kernel's history (docs/history.md: fork, mremap,
+    truncate, stacks, page tables freed — the library's largest state spaces, under
+    wilcox's ablations above all) runs under an ablation only if its `[expect]` names
+    it; the others explore it in docs/policies/*.md's matrices (test_generated_docs)."""
+    from vmactors.ops import Fork, Mremap, Truncate
+    from vmactors.policies import ABLATIONS
+
+    if policy not in ABLATIONS:
+        return True
+    history = (scen.forks or scen.free_pgtables or any(m.growsdown for m in scen.maps)
+               or any(isinstance(op, (Fork, Mremap, Truncate)) for t in scen.threads for op in t.ops))
+    return not history or policy in dict(scen.expect)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONG_TESTS)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("[")[0], len(rank)))  # stable: the rest keep their order
@@ -352,7 +374,9 @@ def schema_problems(lines: Iterable[bytes | str | dict[str, Any]]) -> list[tuple
             need((ev.get("vma") is not None) == (ev.get("entry") == "vma"), f"{where}: vma vs entry")
         if name.startswith("syscall."):
             placed = name == LS.SyscallEnd.NAME and isinstance(ev.get("ret"), int)
-            if ev.get("op") != "mmap" or placed:
+            if ev.get("op") in ("fork", "truncate"):  # no range
+                need("addr" not in ev and "pages" not in ev, f"{where}: a range")
+            elif ev.get("op") != "mmap" or placed:
                 need("addr" in ev and "pages" in ev, f"{where}: lacks addr/pages")
         if name.startswith("rcu."):
             need(isinstance(ev.get("gp"), int), f"{where}: gp")

@@ -19,8 +19,9 @@ RegValue = Union[int, str]
 
 @attrs.frozen
 class Addr:
-    """`LABEL`, `LABEL+OFFSET` (label set, offset in bytes) or an absolute address
-    (label None, offset = the address)."""
+    """`LABEL`, `LABEL+OFFSET`, `LABEL-OFFSET` (label set, offset in bytes, negative
+    below the mapping: a grows-down map's guard gap) or an absolute address (label
+    None, offset = the address)."""
 
     label: str | None
     offset: int
@@ -40,7 +41,9 @@ class Store:
 
 @attrs.frozen
 class Mmap:
-    """`LABEL = mmap [PAGES] [kind=] [file=] [fill=] [at=]`; `at` is only a hint."""
+    """`LABEL = mmap [PAGES] [kind=] [file=] [fill=] [at=] [prot=]`; `at` is only a
+    hint; `prot` is the protection the mapping ends up with (vma_set_page_prot runs
+    after the VMA is in the tree)."""
 
     label: str
     pages: int = 1
@@ -48,6 +51,7 @@ class Mmap:
     file: str | None = None
     fill: int = 0
     at: int | None = None
+    prot: Prot = "rw"
 
 
 @attrs.frozen
@@ -81,6 +85,35 @@ class Madvise:
     advice: Literal["dontneed"] = "dontneed"
 
 
-Op = Union[Load, Store, Mmap, MmapFixed, Munmap, Mprotect, Madvise]
+@attrs.frozen
+class Fork:
+    """`fork [NAME]`: a child address space (`NAME`, default `child`) copied from this
+    thread's, anonymous pages shared copy-on-write; the `[[thread]]`s with `mm = "NAME"`
+    start when it returns."""
 
-__all__ = ["Kind", "Prot", "RegValue", "Addr", "Load", "Store", "Mmap", "MmapFixed", "Munmap", "Mprotect", "Madvise", "Op"]
+    child: str = "child"
+
+
+@attrs.frozen
+class Mremap:
+    """`mremap LABEL to DEST`: move LABEL's whole mapping to DEST, a label's address or
+    a page-aligned address (MREMAP_MAYMOVE|MREMAP_FIXED; whatever is mapped there is
+    unmapped): the PTEs move (move_ptes), the old range is flushed."""
+
+    label: str
+    to: str | int
+
+
+@attrs.frozen
+class Truncate:
+    """`truncate FILE`: the file's pages are dropped (unmap_mapping_range zaps every
+    PTE of them in every address space, the TLBs are shot down, truncate_inode_pages
+    frees them); later faults map fresh zeroed pages."""
+
+    file: str
+
+
+Op = Union[Load, Store, Mmap, MmapFixed, Munmap, Mprotect, Madvise, Fork, Mremap, Truncate]
+
+__all__ = ["Kind", "Prot", "RegValue", "Addr", "Load", "Store", "Mmap", "MmapFixed", "Munmap", "Mprotect", "Madvise",
+           "Fork", "Mremap", "Truncate", "Op"]

@@ -48,8 +48,70 @@ def test_a_different_tlb_or_program_breaks_the_symmetry(scenario) -> None:
 FIXED = READERS.replace('"munmap A"', '"mmap A fixed fill=2"')
 
 
-@pytest.mark.parametrize("policy", ["mmap_sem", "wilcox", "glisse", "pervma"])
-@pytest.mark.parametrize("text", [READERS, FIXED], ids=["munmap", "map-fixed"])
+#: Readers whose walks hold a maple node (StackRot's expansion under the read lock).
+STACK = """
+    name = "stack-readers"
+    cpus = 3
+    [[map]]
+    name = "S2"
+    growsdown = true
+    at = 0x7e0000000000
+    [[map]]
+    name = "S1"
+    growsdown = true
+    at = 0x7e0000002000
+    [[thread]]
+    ops = ["r0 = load S1-8"]
+    [[thread]]
+    ops = ["r0 = load S1-8"]
+    [[thread]]
+    ops = ["store S1 1"]
+"""
+#: Readers whose walks hold a page-table page that munmap frees after its downgrade.
+PGTABLE = """
+    name = "pgtable-readers"
+    cpus = 3
+    free_pgtables = true
+    [[map]]
+    name = "S"
+    growsdown = true
+    at = 0x7e0000200000
+    [[map]]
+    name = "U"
+    at = 0x7e00001ff000
+    prefault = []
+    [[thread]]
+    ops = ["r0 = load S-8"]
+    [[thread]]
+    ops = ["r0 = load S-8"]
+    [[thread]]
+    ops = ["munmap U"]
+"""
+#: RCU readers that wait for the page-table lock mremap holds across its flush.
+PTL = """
+    name = "ptl-readers"
+    cpus = 3
+    [[map]]
+    name = "A"
+    kind = "file"
+    file = "f"
+    [[map]]
+    name = "B"
+    [[thread]]
+    ops = ["r0 = load B"]
+    [[thread]]
+    ops = ["r0 = load B"]
+    [[thread]]
+    ops = ["mremap A to B"]
+"""
+
+
+@pytest.mark.parametrize("policy, text", [(p, t) for p in ("mmap_sem", "wilcox", "glisse", "pervma")
+                                          for t in (READERS, FIXED)]
+                         + [("pervma-stack-read-lock", STACK), ("mmap_sem-downgrade-next-to-stack", PGTABLE),
+                            ("wilcox", PTL)],
+                         ids=[f"{p}-{t}" for p in ("mmap_sem", "wilcox", "glisse", "pervma") for t in ("munmap", "map-fixed")]
+                         + ["stack-node-pins", "pgtable-pins", "ptl-waiters"])
 def test_swapping_the_readers_commutes_with_every_step(scenario, policy, text) -> None:
     """For every state of the full graph (breadth-first, up to 400) and the swap π of
     the two readers: succ(π(s)) = π(succ(s)), as sets of states (up to frame names),

@@ -79,3 +79,23 @@ def test_addresses_may_be_map_labels(inspect, real_log):
     assert (status, out) == (2, "")
     assert err == ("--addr: 'AA' is neither an address (decimal or 0x hex) nor a map label of this run; "
                    "did you mean 'A'? (its maps: A, F)\n")
+
+
+def test_the_race_chart_names_a_downgrade_and_an_mremap(inspect, tmp_path, capsys):
+    """munmap's downgrade_write is one call (not the rwsem's release and grant drawn as
+    up_write and down_read); `mremap A to B` is mremap(A, B), its PTE moves are
+    move_ptes (not a zap and a new PTE)."""
+    cli = pytest.importorskip("vmactors.cli")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\n[[map]]\nname = "A"\nprefault = []\n[[map]]\nname = "B"\n'
+                        '[[thread]]\nops = ["mremap A to B", "munmap B"]\n')
+    log = tmp_path / "s.jsonl"
+    assert cli.main(["run", str(scenario), "--policy", "mmap_sem", "--log", str(log)]) == 0
+    capsys.readouterr()
+    chart = [line.strip() for line in inspect.ok(log, "--diagram", "ascii").splitlines()]
+    assert chart[2:4] == ["mremap(A, B)", "down_write(mmap_sem)"]
+    mremap = chart[:chart.index("munmap(B)")]
+    assert "move_ptes(frame 0 to 0x7effffffe000)" in mremap and "zap_pte_range()" not in mremap
+    munmap = chart[chart.index("munmap(B)"):]
+    assert "downgrade_write(mmap_sem)" in munmap and "up_read(mmap_sem)" in munmap
+    assert "up_write(mmap_sem)" not in munmap and "down_read(mmap_sem)" not in munmap

@@ -3,6 +3,7 @@ the ablations of docs/design.md#ablations, each tripping its invariant where its
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -316,6 +317,10 @@ OBJECT_REUSE = """
     ops = ["munmap A", "B = mmap 2 fill=7"]
 """
 
+def library_text(name: str) -> str:
+    return (Path(__file__).resolve().parents[2] / "scenarios" / f"{name}.toml").read_text()
+
+
 ABLATIONS = [
     ("mmap_sem-free-before-flush", "mmap_sem", "frame-uaf", STALE),
     ("mmap_sem-irqs-off-wait", "mmap_sem", "deadlock", BLOCKED_READER),
@@ -325,6 +330,12 @@ ABLATIONS = [
     ("wilcox-no-recheck", "wilcox", "orphan-pte", FAULT),
     ("wilcox-early-return", "wilcox", "munmap-incomplete", STALE),
     ("pervma-no-vma-recheck", "pervma", "wrong-vma", OBJECT_REUSE),
+    # The kernel's own history (docs/history.md): each on its library scenario.
+    ("mmap_sem-downgrade-next-to-stack", "mmap_sem", "pgtable-uaf", library_text("munmap-downgrade-vs-stack")),
+    ("mmap_sem-mremap-flush-after-unlock", "mmap_sem", "frame-uaf", library_text("mremap-flush-vs-truncate")),
+    ("pervma-stack-read-lock", "pervma", "tree-uaf", library_text("stackrot")),
+    ("pervma-fork-no-vma-lock", "pervma", "cow-isolation", library_text("fork-vs-per-vma-locks")),
+    ("pervma-no-born-lock", "pervma", "permissive-pte", library_text("new-vma-visible-before-final")),
 ]
 
 

@@ -128,7 +128,7 @@ def test_exists_after_a_thread_header() -> None:
         err,
         "bad.toml:8:1:",
         "unknown key 'exists' in [[thread]] 2",
-        "top-level keys (name, about, cpus, exists) must come before the first table",
+        "top-level keys (name, about, cpus, exists, free_pgtables) must come before the first table",
     )
 
 
@@ -467,3 +467,65 @@ def test_damaged_scenarios_never_escape_as_other_errors(edits: list[tuple[int, i
     except ScenarioError as err:
         assert str(err).startswith("d.toml")
         assert "internal error" not in err.message, str(err)
+
+
+# --- fork, stacks, mremap, truncate, mmap prot= (the kernel's history: docs/history.md) --------
+
+
+def test_growsdown_must_be_a_boolean_on_an_anonymous_map() -> None:
+    err = error(HEAD, "[[map]]", 'name = "S"', 'growsdown = "yes"', *THREAD)
+    check(err, "bad.toml:4:1:", "growsdown of [[map]] 0 ('S') must be true or false", "'yes'")
+    err = error(HEAD, "[[map]]", 'name = "S"', 'kind = "file"', 'file = "f"', "growsdown = true", *THREAD)
+    check(err, "bad.toml:6:1:", "growsdown = true in [[map]] 0 ('S') needs an anonymous map")
+
+
+def test_free_pgtables_must_be_a_boolean() -> None:
+    check(error(HEAD, "free_pgtables = 1", *THREAD), "bad.toml:2:1:", "free_pgtables must be true or false")
+
+
+def test_a_thread_in_an_address_space_no_fork_makes() -> None:
+    err = error(HEAD, "[[thread]]", 'ops = ["fork"]', "[[thread]]", 'mm = "chld"', 'ops = ["r0 = load 0x10000"]')
+    check(err, "bad.toml:5:1:", "mm = 'chld' of [[thread]] 1 names no fork's child", "did you mean 'child'?")
+    err = error(HEAD, "[[thread]]", 'mm = "child"', 'ops = ["r0 = load 0x10000"]')
+    check(err, "bad.toml:3:1:", "names no fork's child", "none: no op forks")
+
+
+def test_a_thread_cannot_run_in_the_child_of_its_own_fork() -> None:
+    err = error(HEAD, "[[thread]]", 'mm = "child"', 'ops = ["fork"]')
+    check(err, "bad.toml:3:1:", "[[thread]] 0 runs in mm 'child', the child its own fork creates")
+
+
+def test_two_forks_with_one_name() -> None:
+    err = error(HEAD, "[[thread]]", 'ops = ["fork"]', "[[thread]]", 'ops = ["fork child"]')
+    check(err, "bad.toml:5:9:", "two forks name their child 'child'", "fork NAME")
+
+
+def test_bad_fork_mremap_and_truncate_ops() -> None:
+    check(error(HEAD, "[[thread]]", 'ops = ["fork 2x"]'), "bad.toml:3:9:", "'2x' is not a name for the child")
+    check(error(HEAD, "[[thread]]", 'ops = ["fork a b"]'), "bad.toml:3:9:", "unexpected 'b' at the end")
+    maps = ["[[map]]", 'name = "A"', "[[map]]", 'name = "B"']
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["mremap A B"]'), "bad.toml:7:9:",
+          "expected 'mremap A to DEST'")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["mremap A to 0x7e0000000008"]'), "bad.toml:7:9:",
+          "mremap to 0x7e0000000008: the address must be page-aligned")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["mremap A to A"]'), "bad.toml:7:9:",
+          "'A' cannot move to its own address")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["mremap A to Z"]'), "bad.toml:7:9:", "undefined label 'Z'")
+    check(error(HEAD, "[[thread]]", 'ops = ["truncate"]'), "bad.toml:3:9:", "expected the file's name")
+    err = error(HEAD, "[[map]]", 'name = "F"', 'kind = "file"', 'file = "data"', "[[thread]]",
+                'ops = ["truncate dat"]')
+    check(err, "bad.toml:7:9:", "truncate in [[thread]] 0 names file 'dat', which no map or mmap maps",
+          "did you mean 'data'?", "(files: data)")
+
+
+def test_an_address_below_a_map_needs_a_stack() -> None:
+    maps = ["[[map]]", 'name = "S"', "growsdown = true", "[[map]]", 'name = "A"']
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["store A-8 1"]'), "bad.toml:8:9:",
+          "address A-8 in op 'store A-8 1' of [[thread]] 0 is below 'A', which does not grow down")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["store S-0 1"]'), "bad.toml:8:9:", "must be positive")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["store S-3 1"]'), "bad.toml:8:9:", "unaligned offset S-3")
+    check(error(HEAD, *maps, "[[thread]]", 'ops = ["store S-x 1"]'), "bad.toml:8:9:", "offset 'x' is not an integer")
+
+
+def test_mmap_prot_takes_a_protection() -> None:
+    check(error(HEAD, "[[thread]]", 'ops = ["B = mmap prot=x"]'), "bad.toml:3:9:", "prot must be none, r or rw")

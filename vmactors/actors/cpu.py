@@ -11,6 +11,7 @@ table (`vmactors.actors.phases`) and runs.
 | own step, a runnable task | run the task's phase |
 | `ipi` | flush its TLB for the range, `ack` (whatever it is doing: interrupts) |
 | `qs_request` | report a quiescent state, or owe one until it leaves its RCU read-side section |
+| `wake_up_new_task` | a fork's child thread starts (until then it has no step of its own) |
 | the message its task (or tail) waits for | run that task's phase with the message |
 """
 
@@ -22,19 +23,19 @@ from typing import final
 import attrs
 import immutables
 
-from ..ids import RCU, SHOOTDOWN, ActorId, cpu
+from ..ids import MM0, RCU, SHOOTDOWN, ActorId, cpu
 from ..log.schema import FaultBegin, IpiAck, MemLoad, MemStore, OpBegin, SyscallBegin
 from ..mm.layout import page_of, page_range
 from ..mm.page_table import Pte
 from ..mm.vma import prot_allows
 from ..mm.world import World
-from ..ops import Load, Madvise, Mmap, MmapFixed, Mprotect, Munmap, Store
+from ..ops import Fork, Load, Madvise, Mmap, MmapFixed, Mprotect, Mremap, Munmap, Store, Truncate
 from . import footprint as fp
 from .base import Actor
 from .effects import Effects, TlbAccess
 from .footprint import EMPTY, Footprint
 from .kernel import Kernel
-from .messages import INTERRUPTS, Ack, Envelope, FlushDone, Ipi, MapRequest, Message, Qs, QsRequest
+from .messages import INTERRUPTS, Ack, Envelope, FlushDone, Ipi, MapRequest, Message, Qs, QsRequest, WakeUpNewTask
 from .phases import EXIT, START, View
 from .policy import Policy
 from .tasks import CpuState, FaultTask, Program, SyscallTask, Task, ThreadProgram
@@ -76,14 +77,15 @@ class CpuActor(Actor[CpuState]):
         self._table = policy.protocol
 
     def initial(self) -> CpuState:
-        return CpuState(id=self.index, thread=self.thread.thread)
+        mm = self.thread.mm
+        return CpuState(id=self.index, thread=self.thread.thread, mm=mm, born=mm == MM0)
 
     # --- what the scheduler asks --------------------------------------------------------------
 
     def runnable(self, state: CpuState) -> bool:
         if state.task is not None:
             return state.task.waiting is None
-        return state.pc < len(self.thread.ops)
+        return state.born and state.pc < len(self.thread.ops)
 
     def own_steps(self, state: CpuState) -> int:
         return 1 if self.runnable(state) else 0
@@ -100,6 +102,8 @@ class CpuActor(Actor[CpuState]):
 
     def waiting_for(self, state: CpuState) -> str | None:
         task = state.task
+        if not state.born and state.pc < len(self.thread.ops):
+            return "wake_up_new_task (its fork has not returned)"
         if task is None or task.waiting is None:
             return None
         what = "fault" if isinstance(task, FaultTask) else task.op
@@ -108,7 +112,7 @@ class CpuActor(Actor[CpuState]):
     # --- one step ----------------------------------------------------------------------------
 
     def handle(self, state: CpuState, fx: Effects, env: Envelope | None, choice: int) -> CpuState:
-        k = Kernel(fx, state, self.policy, self.thread)
+        k = Kernel(fx, state, self.policy, self.thread, self.program)
         if env is None:
             if state.task is None:
                 self._start_op(k)
@@ -125,6 +129,8 @@ class CpuActor(Actor[CpuState]):
                 k.evolve_cpu(qs_owed=True)
             else:
                 k.send(RCU, Qs())
+        elif isinstance(msg, WakeUpNewTask):
+            k.evolve_cpu(born=True)
         elif self._for_tail(state, msg):
             assert state.tail is not None
             self._run(k, state.tail, msg, tail=True)
@@ -176,8 +182,8 @@ class CpuActor(Actor[CpuState]):
             self._access(k, resolve(state, self.program, op.addr.label, op.addr.offset), "store", op.value)
             return
         task = self.syscall_task(state)
-        if task.op == "mmap":
-            k.emit(SyscallBegin(cpu=self.index, op="mmap", text=text))
+        if task.start is None:
+            k.emit(SyscallBegin(cpu=self.index, op=task.op, text=text))
         else:
             k.emit(SyscallBegin(cpu=self.index, addr=task.start, pages=task.pages, op=task.op, text=text))
         k.evolve_cpu(task=task)
@@ -188,7 +194,8 @@ class CpuActor(Actor[CpuState]):
         op = self.thread.ops[state.pc]
         new_vma = f"{self.thread.thread}.{state.pc}"
         if isinstance(op, Mmap):
-            req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, at=op.at)
+            req = MapRequest(vma=new_vma, pages=op.pages, kind=op.kind, file=op.file, fill=op.fill, prot=op.prot,
+                             at=op.at)
             return SyscallTask(op="mmap", phase=START, start=None, pages=op.pages, request=req, label=op.label,
                                index=state.pc)
         if isinstance(op, MmapFixed):
@@ -206,6 +213,16 @@ class CpuActor(Actor[CpuState]):
         if isinstance(op, Madvise):
             start, pages = label_range(state, self.program, op.label)
             return SyscallTask(op="madvise", phase=START, start=start, pages=pages, index=state.pc)
+        if isinstance(op, Fork):
+            return SyscallTask(op="fork", phase=START, start=None, pages=0, child=self.program.children[op.child],
+                               index=state.pc)
+        if isinstance(op, Mremap):
+            start, pages = label_range(state, self.program, op.label)
+            dest = op.to if isinstance(op.to, int) else label_range(state, self.program, op.to)[0]
+            return SyscallTask(op="mremap", phase=START, start=start, pages=pages, dest=dest, new=new_vma,
+                               index=state.pc)
+        if isinstance(op, Truncate):
+            return SyscallTask(op="truncate", phase=START, start=None, pages=0, file=op.file, index=state.pc)
         raise TypeError(op)  # pragma: no cover - the parser admits no other op
 
     def _access(self, k: Kernel, vaddr: int, kind: str, value: int = 0) -> None:
@@ -224,7 +241,7 @@ class CpuActor(Actor[CpuState]):
             k.emit(FaultBegin(cpu=self.index, addr=page, pages=1, vaddr=vaddr, access=kind))  # type: ignore[arg-type]
             k.evolve_cpu(task=FaultTask(phase=START, vaddr=vaddr, access=kind))  # type: ignore[arg-type]
             return
-        k.note(TlbAccess(self.index, page, entry))
+        k.note(TlbAccess(self.index, page, entry, kind == "store"))
         frame = k.frame(entry.frame)
         op = self.thread.ops[k.cpu.pc]
         if kind == "load":
@@ -249,7 +266,7 @@ class CpuActor(Actor[CpuState]):
         msg = env.msg
         if isinstance(msg, Ipi):
             return Footprint.of(writes=[fp.tlb(self.index, p) for p in page_range(msg.addr, msg.pages)])
-        if isinstance(msg, QsRequest):
+        if isinstance(msg, (QsRequest, WakeUpNewTask)):
             return EMPTY
         task = state.tail if self._for_tail(state, msg) else state.task
         assert task is not None
@@ -288,6 +305,8 @@ class CpuActor(Actor[CpuState]):
             if isinstance(task, FaultTask):
                 if task.frame is not None:
                     yield task.frame
+                if task.cow_from is not None:
+                    yield task.cow_from
             elif isinstance(task, SyscallTask):
                 yield from task.frames
 
@@ -297,21 +316,40 @@ class CpuActor(Actor[CpuState]):
         # The constructor, not attrs.evolve: this runs for most states a symmetric search keys.
         return CpuState(id=self.index, thread=self.thread.thread, pc=state.pc, regs=state.regs, tlb=state.tlb,
                         task=state.task, started=state.started, rcu_nesting=state.rcu_nesting,
-                        qs_owed=state.qs_owed, tail=state.tail, mm=state.mm)
+                        qs_owed=state.qs_owed, tail=state.tail, mm=state.mm, born=state.born)
 
     def rename_frames(self, state: CpuState, ren: Mapping[int, int]) -> CpuState:
-        tlb = immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in state.tlb.items()})
+        # A hot path of exhaustive search (every state's key): what keeps its frame
+        # ids is kept as it is, not copied.
+        tlb = state.tlb
+        if any(ren[e.frame] != e.frame for e in tlb.values()):
+            tlb = immutables.Map({p: e if ren[e.frame] == e.frame else Pte(ren[e.frame], e.prot, e.vma, e.owner, e.cow)
+                                  for p, e in tlb.items()})
         task = state.task
-        if isinstance(task, FaultTask) and task.frame is not None:
-            task = attrs.evolve(task, frame=ren[task.frame])
+        if isinstance(task, FaultTask):
+            task = _rename_fault_frames(task, ren)
         elif isinstance(task, SyscallTask):
             task = _rename_frames(task, ren)
         tail = _rename_frames(state.tail, ren) if state.tail is not None else None
+        if tlb is state.tlb and task is state.task and tail is state.tail:
+            return state
         return attrs.evolve(state, tlb=tlb, task=task, tail=tail)
 
 
+def _rename_fault_frames(t: FaultTask, ren: Mapping[int, int]) -> FaultTask:
+    """The fault's frame and, for a copy-on-write, the shared frame it copies."""
+    frame = ren[t.frame] if t.frame is not None else None
+    cow_from = ren[t.cow_from] if t.cow_from is not None else None
+    if frame == t.frame and cow_from == t.cow_from:
+        return t
+    return attrs.evolve(t, frame=frame, cow_from=cow_from)
+
+
 def _rename_frames(t: SyscallTask, ren: Mapping[int, int]) -> SyscallTask:
-    return attrs.evolve(t, frames=tuple(ren[f] for f in t.frames)) if t.frames else t
+    if not t.frames:
+        return t
+    frames = tuple(ren[f] for f in t.frames)
+    return t if frames == t.frames else attrs.evolve(t, frames=frames)
 
 
 __all__ = ["CpuActor", "RoutingError", "resolve", "label_range"]

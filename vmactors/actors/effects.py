@@ -24,7 +24,7 @@ from ..mm.frames import Frame
 from ..mm.page_table import Pte
 from ..mm.vma import Vma
 from ..mm.vma_tree import VmaTree
-from ..mm.world import AddressSpace, World, Writer
+from ..mm.world import AddressSpace, Pin, PinKey, World, Writer
 from . import footprint as fp
 from .messages import Message
 
@@ -41,6 +41,7 @@ class TlbAccess(Note):
     cpu: int
     page: int
     entry: Pte
+    store: bool = False
 
 
 @attrs.frozen
@@ -57,6 +58,38 @@ class UnmapReturned(Note):
 
     cpu: int
     vmas: tuple[str, ...]
+
+
+@attrs.frozen
+class NodeUseFreed(Note):
+    """`cpu`'s tree walk used a maple node that was freed after a grace period."""
+
+    cpu: int
+    mm: MmId
+
+
+@attrs.frozen
+class CowStoreLost(Note):
+    """wp_page_copy on `cpu` mapped its copy of `frame` for `page`, but the shared
+    page changed after the copy was taken: a store through a stale writable TLB
+    entry went to the page another address space keeps, and this one lost it."""
+
+    cpu: int
+    page: int
+    frame: int
+    copy: int
+
+
+@attrs.frozen
+class PgtableUseFreed(Note):
+    """A page-table page was used after free_pgtables unlinked it: `cpu`'s fault wrote
+    a PTE into it (`state` dead: unlinked, freed: freed), or free_pgtables unlinked it
+    while it still held a PTE (`cpu` the unmapping CPU, `state` "mapped")."""
+
+    cpu: int
+    mm: MmId
+    index: int
+    state: str
 
 
 _V = TypeVar("_V", bound=Hashable)
@@ -116,7 +149,7 @@ class Effects:
     def set_tree(self, mm: MmId, tree: VmaTree) -> None:
         self.record_write(fp.tree(mm))
         s = self._space(mm)
-        self._set_space(mm, AddressSpace(tree, s.vmas, s.ptes, s.policy, s.writers, s.unmapped))
+        self._set_space(mm, AddressSpace(tree, s.vmas, s.ptes, s.policy, s.writers, s.unmapped, s.pins, s.pgtables))
 
     def vma(self, mm: MmId, vma_id: str) -> Vma:
         self.record_read(fp.vma(mm, vma_id))
@@ -130,7 +163,8 @@ class Effects:
     def set_vma(self, mm: MmId, vma: Vma) -> None:
         self.record_write(fp.vma(mm, vma.id))
         s = self._space(mm)
-        self._set_space(mm, AddressSpace(s.tree, s.vmas.set(vma.id, vma), s.ptes, s.policy, s.writers, s.unmapped))
+        self._set_space(mm, AddressSpace(s.tree, s.vmas.set(vma.id, vma), s.ptes, s.policy, s.writers, s.unmapped,
+                                         s.pins, s.pgtables))
 
     def vma_ids(self, mm: MmId) -> list[str]:
         """Every VMA record of the address space, sorted (reads each)."""
@@ -147,7 +181,7 @@ class Effects:
         self.record_write(fp.pte(mm, page))
         s = self._space(mm)
         ptes = s.ptes.set(page, pte) if pte is not None else s.ptes.delete(page)
-        self._set_space(mm, AddressSpace(s.tree, s.vmas, ptes, s.policy, s.writers, s.unmapped))
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, ptes, s.policy, s.writers, s.unmapped, s.pins, s.pgtables))
 
     def policy_get(self, mm: MmId, key: Hashable, default: _V) -> _V:
         """The policy record under `key` (or `default`)."""
@@ -159,12 +193,13 @@ class Effects:
         self.record_write(fp.policy(mm, key))
         s = self._space(mm)
         rec = s.policy.set(key, value) if value is not None else (s.policy.delete(key) if key in s.policy else s.policy)
-        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, rec, s.writers, s.unmapped))
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, rec, s.writers, s.unmapped, s.pins, s.pgtables))
 
     def add_writer(self, mm: MmId, writer: Writer) -> None:
         self.record_write(fp.writers(mm))
         s = self._space(mm)
-        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, s.writers | {writer}, s.unmapped))
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, s.writers | {writer}, s.unmapped, s.pins,
+                                         s.pgtables))
 
     def end_writer(self, mm: MmId, cpu: int, unmapped: tuple[str, ...]) -> None:
         """A writer syscall returns: its ranges leave `writers`; the VMAs it removed join `unmapped`."""
@@ -173,7 +208,49 @@ class Effects:
         writers = frozenset(w for w in s.writers if w[0] != cpu)
         if unmapped:
             self.record_write(fp.unmapped(mm))
-        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, writers, s.unmapped | frozenset(unmapped)))
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, writers, s.unmapped | frozenset(unmapped),
+                                         s.pins, s.pgtables))
+
+    def pins(self, mm: MmId, kind: str) -> dict[int, Pin]:
+        """Every pin of `kind` in the address space, by CPU (reads each)."""
+        out = {}
+        for (k, c), p in self._space(mm).pins.items():
+            if k == kind:
+                self.record_read(fp.pin(mm, kind, c))
+                out[c] = p
+        return out
+
+    def pin(self, mm: MmId, kind: str, cpu: int) -> Pin | None:
+        self.record_read(fp.pin(mm, kind, cpu))
+        return self._space(mm).pins.get((kind, cpu))
+
+    def set_pin(self, mm: MmId, kind: str, cpu: int, pin: Pin | None) -> None:
+        self.record_write(fp.pin(mm, kind, cpu))
+        s = self._space(mm)
+        key: PinKey = (kind, cpu)
+        pins = s.pins.set(key, pin) if pin is not None else (s.pins.delete(key) if key in s.pins else s.pins)
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, s.writers, s.unmapped, pins, s.pgtables))
+
+    def models_pgtables(self, mm: MmId) -> bool:
+        """Whether page-table pages are records in this scenario (fixed for a run: no
+        object is read)."""
+        return self._space(mm).pgtables is not None
+
+    def pgtables(self, mm: MmId) -> frozenset[int] | None:
+        """The page-table pages present (None: not modelled)."""
+        s = self._space(mm)
+        if s.pgtables is not None:
+            self.record_read(fp.pgtables(mm))
+        return s.pgtables
+
+    def set_pgtables(self, mm: MmId, pgtables: frozenset[int]) -> None:
+        self.record_write(fp.pgtables(mm))
+        s = self._space(mm)
+        self._set_space(mm, AddressSpace(s.tree, s.vmas, s.ptes, s.policy, s.writers, s.unmapped, s.pins, pgtables))
+
+    def spaces(self) -> int:
+        """How many address spaces there are."""
+        return len(self._world.mms)
 
     # --- frames and page caches --------------------------------------------------------------
 
@@ -202,6 +279,15 @@ class Effects:
         self.record_read(fp.cache(file, index))
         return self._world.page_cache[(file, index)]
 
+    def file_pages(self, file: str) -> list[int]:
+        """The indexes of the file's pages in the page cache (their number is fixed by
+        the scenario; reading the list reads no slot)."""
+        return sorted(i for f, i in self._world.page_cache.keys() if f == file)
+
+    def set_page_cache(self, file: str, index: int, fid: int) -> None:
+        self.record_write(fp.cache(file, index))
+        self._world = self._world.with_page_cache(self._world.page_cache.set((file, index), fid))
+
 
 class RecordingEffects(Effects):
     """Effects that also record every shared object the step reads and writes."""
@@ -223,4 +309,5 @@ class RecordingEffects(Effects):
         return fp.Footprint(frozenset(self.reads), frozenset(self.writes))
 
 
-__all__ = ["Effects", "RecordingEffects", "Note", "TlbAccess", "VmaReadFreed", "UnmapReturned", "MM0"]
+__all__ = ["Effects", "RecordingEffects", "Note", "TlbAccess", "VmaReadFreed", "UnmapReturned", "NodeUseFreed",
+           "PgtableUseFreed", "CowStoreLost", "MM0"]

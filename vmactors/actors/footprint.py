@@ -13,6 +13,8 @@ Shared objects are named by small tuples, so footprints are plain sets:
 | `("cache", file, index)` | one page-cache slot |
 | `("policy", mm, key)` | one record of the locking design's own state (a VMA's lock or references, a fence) |
 | `("writers", mm)`, `("unmapped", mm)` | the invariant checkers' bookkeeping |
+| `("pin", mm, kind, cpu)` | a pointer a CPU holds across steps (a maple node, a page-table page, a held page-table lock) |
+| `("pgtables", mm)` | which page-table pages are present (scenarios with `free_pgtables = true`) |
 
 An actor's own state (a CPU's registers and task, the rwsem's holders) is not shared
 and not listed; messages are not objects either (each channel has one sender and one
@@ -76,6 +78,14 @@ def unmapped(mm: MmId) -> Obj:
     return ("unmapped", mm)
 
 
+def pin(mm: MmId, kind: str, cpu: int) -> Obj:
+    return ("pin", mm, kind, cpu)
+
+
+def pgtables(mm: MmId) -> Obj:
+    return ("pgtables", mm)
+
+
 @attrs.frozen
 class Footprint:
     """What one step reads and writes."""
@@ -134,4 +144,4 @@ def matches(obj: Obj, pattern: Pattern) -> bool:
     return True
 
 __all__ = ["Obj", "Pattern", "ANY", "matches", "Footprint", "EMPTY", "FREELIST", "tree", "vma", "pte", "tlb", "frame", "cache", "policy",
-           "writers", "unmapped", "MM0"]
+           "writers", "unmapped", "pin", "pgtables", "MM0"]

@@ -14,7 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ..ids import RCU, SHOOTDOWN, ActorId, MmId
+from ..ids import MM0, RCU, SHOOTDOWN, ActorId, MmId
+from ..ids import cpu as _cpu_id
 from ..log.schema import (
     Event,
     FaultEnd,
@@ -22,6 +23,10 @@ from ..log.schema import (
     FrameAlloc,
     FrameFree,
     OpEnd,
+    LockAcquire,
+    LockRelease,
+    LockWait,
+    PgtableFree,
     PteInstall,
     PteProtect,
     PteZap,
@@ -31,16 +36,17 @@ from ..log.schema import (
     VmaFree,
 )
 from ..mm.frames import Frame
-from ..mm.layout import PAGE_SIZE, page_range
+from ..mm.layout import PAGE_SIZE, PTRS_PER_PTE, page_range, pgtable_of, pgtable_range
 from ..mm.page_table import Pte
 from ..mm.tlb import flush_tlb_range
 from ..mm.vma import Vma, prot_allows
 from ..mm.vma_tree import VmaTree
+from ..mm.world import Pin, World, ptl_ranges
 from ..ops import Load, RegValue
 from . import footprint as fp
-from .effects import Effects, Note, UnmapReturned, VmaReadFreed
-from .messages import Flush, Message, Qs
-from .tasks import CpuState, FaultTask, SyscallTask, ThreadProgram
+from .effects import CowStoreLost, Effects, Note, PgtableUseFreed, UnmapReturned, VmaReadFreed
+from .messages import Flush, Message, PteUnlock, Qs, WakeUpNewTask
+from .tasks import CpuState, FaultTask, Program, SyscallTask, ThreadProgram
 
 _C = TypeVar("_C")
 
@@ -49,6 +55,22 @@ class HasKnobs(Protocol):
     """What kernel code asks of the policy: its knobs (`vmactors.actors.policy.Policy`)."""
 
     def knobs(self, kind: type[_C]) -> _C: ...
+
+
+_HAS_MM: dict[type[Event], bool] = {}
+
+
+def _has_mm(cls: type[Event]) -> bool:
+    has = _HAS_MM.get(cls)
+    if has is None:
+        has = _HAS_MM[cls] = "mm" in attrs.fields_dict(cls)
+    return has
+
+
+def file_ptes(world: "World", mm: MmId, file: str) -> list[int]:
+    """The pages of address space `mm` whose PTE maps a page of `file`, in order."""
+    prefix = f"file:{file}:"
+    return sorted(p for p, pte in world.mm(mm).ptes.items() if pte.owner.startswith(prefix))
 
 
 def check_access(vma: Vma | None, access: str) -> str | None:
@@ -63,13 +85,15 @@ def check_access(vma: Vma | None, access: str) -> str | None:
 class Kernel:
     """The context of one CPU step (see the module docstring)."""
 
-    __slots__ = ("fx", "cpu", "policy", "thread")
+    __slots__ = ("fx", "cpu", "policy", "thread", "program")
 
-    def __init__(self, fx: Effects, cpu: CpuState, policy: HasKnobs, thread: ThreadProgram) -> None:
+    def __init__(self, fx: Effects, cpu: CpuState, policy: HasKnobs, thread: ThreadProgram,
+                 program: Program | None = None) -> None:
         self.fx = fx
         self.cpu = cpu
         self.policy = policy
         self.thread = thread
+        self.program = program
 
     # --- who and where ----------------------------------------------------------------------
 
@@ -94,6 +118,9 @@ class Kernel:
         self.fx.send(dst, msg)
 
     def emit(self, event: Event) -> None:
+        """Log `event`; an event about memory of a fork's child says which address space."""
+        if self.cpu.mm != MM0 and _has_mm(type(event)) and getattr(event, "mm") is None:
+            event = attrs.evolve(event, **{"mm": int(self.cpu.mm)})
         self.fx.emit(event)
 
     def note(self, note: Note) -> None:
@@ -157,12 +184,15 @@ class Kernel:
         if self.tlb_entry(page) is not None:
             self.flush_tlb_local(page, 1)
 
-    def flush_tlb_range(self, start: int, pages: int, op: int) -> None:
+    def flush_tlb_range(self, start: int, pages: int, op: int, mm: MmId | None = None) -> None:
         """flush_tlb_range: flush the local TLB and ask the coordinator to IPI every
-        other CPU; the caller (syscall `op` of this CPU's thread) then waits for
-        `flush_done`."""
-        self.flush_tlb_local(start, pages)
-        self.send(SHOOTDOWN, Flush(addr=start, pages=pages, mm=self.mm, op=op))
+        other CPU of the address space (`mm`, default this CPU's); the caller
+        (syscall `op` of this CPU's thread) then waits for `flush_done`. A CPU running
+        another address space has nothing of `mm` in its TLB to flush."""
+        mm = self.mm if mm is None else mm
+        if mm == self.mm:
+            self.flush_tlb_local(start, pages)
+        self.send(SHOOTDOWN, Flush(addr=start, pages=pages, mm=mm, op=op))
 
     # --- RCU read side ------------------------------------------------------------------------------
 
@@ -198,34 +228,220 @@ class Kernel:
         """Install the fault's PTE under the page-table lock, rechecking what is there.
 
         Returns "installed"; "spurious" when a PTE already allows the access (another
-        CPU installed it first, or only this CPU's TLB entry was stale); or "upgraded"
-        when a present PTE forbids the access but the VMA allows it (a write fault
-        after mprotect or MAP_FIXED raced the fault): as do_wp_page reusing the page,
-        the PTE takes the VMA's protection. A fresh frame the fault no longer needs
-        goes back."""
+        CPU installed it first, or only this CPU's TLB entry was stale); "cow" when a
+        write fault finds an anonymous page a fork shared copy-on-write that another
+        address space still maps: do_wp_page's wp_page_copy maps a copy
+        (`begin_wp_copy`); or "upgraded" when a present PTE forbids the access but
+        the VMA allows it (a write fault after mprotect or MAP_FIXED raced the fault, or
+        the last sharer of a copy-on-write page): as do_wp_page reusing the page, the
+        PTE takes the VMA's protection. A fresh frame the fault no longer needs goes
+        back."""
         page = task.page
         pte = self.pte(page)
+        self.pte_alloc(page)
         if pte is not None:
+            if prot_allows(pte.prot, task.access):
+                if task.fresh and task.frame is not None:
+                    self.free_frame(task.frame)
+                return "spurious"
+            if pte.cow:
+                old = self.frame(pte.frame)
+                if old.mapcount > 1:
+                    return "cow"
             if task.fresh and task.frame is not None:
                 self.free_frame(task.frame)
-            if prot_allows(pte.prot, task.access):
-                return "spurious"
-            self.fx.set_pte(self.mm, page, attrs.evolve(pte, prot=vma.prot, vma=vma.id))
+            self.fx.set_pte(self.mm, page, attrs.evolve(pte, prot=vma.prot, vma=vma.id, cow=False))
             self.emit(PteProtect(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=vma.id, prot=vma.prot))
             return "upgraded"
         frame = task.frame
-        if frame is None:
+        if vma.kind == "file":
+            # The page-cache page, as it is now: one truncated since the lookup is gone
+            # (the kernel's fault finds it no longer in the mapping and looks again).
+            frame = self.page_cache_page(vma, page)
+        elif frame is None:
             # The PTE this fault meant to upgrade was zapped meanwhile: map a page now.
             frame, _ = self.alloc_page(vma, page)
         self.fx.set_pte(self.mm, page, Pte(frame=frame, prot=vma.prot, vma=vma.id, owner=vma.frame_owner(page)))
         self.emit(PteInstall(cpu=self.id, addr=page, pages=1, frame=frame, vma=vma.id, prot=vma.prot))
         return "installed"
 
-    def install_for_fault(self, vma: Vma, task: FaultTask) -> None:
+    def prepare_wp_copy(self, vma: Vma, task: FaultTask) -> FaultTask:
+        """wp_page_copy's copy, before it takes the page-table lock: a write fault on
+        a page a fork shared with another address space copies it into a new page."""
+        pte = self.pte(task.page)
+        if task.access != "store" or pte is None or not pte.cow or prot_allows(pte.prot, "store"):
+            return task
+        old = self.frame(pte.frame)
+        if old.mapcount < 2:
+            return task  # the last address space mapping it: do_wp_page reuses it
+        fid = self.fx.alloc_frame(old.owner, old.fill)
+        self.emit(FrameAlloc(cpu=self.id, addr=task.page, pages=1, frame=fid, vma=vma.id))
+        self.fx.write_frame(old.copy(fid))
+        return attrs.evolve(task, frame=fid, fresh=True, cow_from=pte.frame)
+
+    def begin_wp_copy(self, vma: Vma, task: FaultTask) -> FaultTask:
+        """Under the page-table lock, the PTE still maps the shared page:
+        ptep_clear_flush clears it and flushes it from every CPU of the mm, the lock held
+        until the acks are in (a fault on the page meanwhile waits for the lock); the
+        fault waits for `flush_done`, then `finish_wp_copy` maps the copy."""
+        pte = self.pte(task.page)
+        assert pte is not None
+        if task.cow_from != pte.frame or task.frame is None:
+            # The copy was not taken from this page (the PTE changed since): copy now.
+            if task.fresh and task.frame is not None:
+                self.free_frame(task.frame)
+            task = self.prepare_wp_copy(vma, attrs.evolve(task, frame=None, fresh=False, cow_from=None))
+        self.fx.set_pin(self.mm, "ptl", self.id, Pin(((task.page, task.page + PAGE_SIZE),)))
+        self.emit(LockAcquire(cpu=self.id, lock="ptl", mode="write", addr=task.page, pages=1))
+        self.fx.set_pte(self.mm, task.page, None)
+        self.emit(PteZap(cpu=self.id, addr=task.page, pages=1, frame=pte.frame, vma=pte.vma))
+        self.flush_tlb_range(task.page, 1, self.cpu.pc)
+        return task
+
+    def finish_wp_copy(self, vma: Vma, task: FaultTask) -> None:
+        """The page is flushed everywhere: map the copy, drop the shared page's mapcount,
+        let go of the page-table lock. A shared page that changed since the copy was
+        taken lost a store to the other address space (`cow-isolation`)."""
+        assert task.frame is not None and task.cow_from is not None
+        page = task.page
+        old, copy = self.frame(task.cow_from), self.frame(task.frame)
+        if (old.words, old.fill) != (copy.words, copy.fill):
+            self.note(CowStoreLost(self.id, page, old.id, copy.id))
+        self.fx.write_frame(attrs.evolve(old, mapcount=old.mapcount - 1))
+        self.fx.set_pte(self.mm, page, Pte(frame=task.frame, prot=vma.prot, vma=vma.id, owner=old.owner))
+        self.emit(PteInstall(cpu=self.id, addr=page, pages=1, frame=task.frame, vma=vma.id, prot=vma.prot))
+        self.pte_unlock()
+
+    def pte_unlock(self) -> None:
+        """Release the page-table lock this CPU held across steps; wake its waiters."""
+        pin = self.fx.pin(self.mm, "ptl", self.id)
+        if pin is None:
+            return
+        self.fx.set_pin(self.mm, "ptl", self.id, None)
+        for lo, hi in ptl_ranges(pin):
+            self.emit(LockRelease(cpu=self.id, lock="ptl", mode="write", addr=lo, pages=(hi - lo) // PAGE_SIZE))
+        for w in sorted(pin.waiters):
+            self.send(_cpu_id(w), PteUnlock())
+
+    def ptl_holder(self, page: int) -> int | None:
+        """Another CPU that holds the page-table lock for `page` across steps, if any."""
+        for c, pin in sorted(self.fx.pins(self.mm, "ptl").items()):
+            if c != self.id and any(lo <= page < hi for lo, hi in ptl_ranges(pin)):
+                return c
+        return None
+
+    def ptl_wait(self, task: FaultTask) -> FaultTask | None:
+        """pte_offset_map_lock: the page's page-table lock is held across a shootdown
+        (mremap's move, another fault's copy-on-write): wait for it, then run this
+        phase again. None: the lock is free."""
+        holder = self.ptl_holder(task.page)
+        if holder is None:
+            return None
+        pin = self.fx.pin(self.mm, "ptl", holder)
+        assert pin is not None
+        self.fx.set_pin(self.mm, "ptl", holder, attrs.evolve(pin, waiters=pin.waiters | {self.id}))
+        self.emit(LockWait(cpu=self.id, lock="ptl", mode="write", addr=task.page, pages=1))
+        return attrs.evolve(task, waiting=PteUnlock.KIND)
+
+    def page_cache_page(self, vma: Vma, page: int) -> int:
+        assert vma.file is not None
+        return self.fx.page_cache(vma.file, (page - vma.start) // PAGE_SIZE)
+
+    def install_for_fault(self, vma: Vma, task: FaultTask) -> FaultTask | None:
         """set_pte through `vma`; when the PTE was already there, drop this CPU's stale
-        TLB entry so the retried access walks the page table again."""
-        if self.set_pte(vma, task) != "installed":
+        TLB entry so the retried access walks the page table again. A fault that walked
+        to a page-table page free_pgtables has unlinked since writes its PTE into that
+        page, where nothing maps it: the retried access faults again.
+
+        A write fault on a page shared copy-on-write starts mapping its copy instead:
+        the task is returned, to wait for `flush_done` (then `finish_wp_copy`)."""
+        if not self.pgtable_still_linked(task):
+            return None
+        out = self.set_pte(vma, task)
+        if out == "cow":
+            return self.begin_wp_copy(vma, task)
+        if out != "installed":
             self.drop_stale_tlb(task.page)
+        return None
+
+    # --- page-table pages (scenarios with free_pgtables = true) ---------------------------------
+
+    def pte_alloc(self, page: int) -> int | None:
+        """pte_alloc: the page-table page for `page`, allocated if there is none;
+        None where page-table pages are not modelled."""
+        tables = self.fx.pgtables(self.mm)
+        if tables is None:
+            return None
+        index = pgtable_of(page)
+        if index not in tables:
+            self.fx.set_pgtables(self.mm, tables | {index})
+        return index
+
+    def walk_to_pgtable(self, page: int) -> None:
+        """The fault's page walk: it now holds a pointer to the page-table page for
+        `page` (allocated if there was none) until it installs its PTE."""
+        index = self.pte_alloc(page)
+        if index is not None:
+            self.fx.set_pin(self.mm, "pgtable", self.id, Pin(index))
+
+    def pgtable_still_linked(self, task: FaultTask) -> bool:
+        """Drop the fault's page-table pin; False (and a note for `pgtable-uaf`) when
+        free_pgtables unlinked or freed that page meanwhile."""
+        if not self.fx.models_pgtables(self.mm):
+            return True
+        pin = self.fx.pin(self.mm, "pgtable", self.id)
+        if pin is None:
+            return True
+        self.fx.set_pin(self.mm, "pgtable", self.id, None)
+        if pin.state == "live":
+            return True
+        assert isinstance(pin.obj, int)
+        self.note(PgtableUseFreed(self.id, self.mm, pin.obj, pin.state))
+        if task.fresh and task.frame is not None:
+            self.free_frame(task.frame)
+        return False
+
+    def free_pgtables(self, start: int, pages: int, floor: int, ceiling: int) -> tuple[int, ...]:
+        """free_pgtables over [start, start + pages): every page-table page wholly inside
+        [floor, ceiling) is unlinked (its pmd cleared); a PTE still in it goes with it.
+        Faults holding a pointer to it see it dead; it is freed after the flush
+        (`free_pgtable_pages`). Returns the pages unlinked."""
+        tables = self.fx.pgtables(self.mm)
+        if tables is None:
+            return ()
+        end = start + pages * PAGE_SIZE
+        unlinked = []
+        for index in sorted(tables):
+            lo, hi = pgtable_range(index)
+            if not (lo < end and start < hi and floor <= lo and hi <= ceiling):
+                continue
+            unlinked.append(index)
+            for p in sorted(self._ptes_of(lo, hi)):
+                # A PTE installed after the zap (a stack grew into the range): it goes
+                # with the page it is in.
+                self.note(PgtableUseFreed(self.id, self.mm, index, "mapped"))
+                self.fx.set_pte(self.mm, p, None)
+            for c, pin in self.fx.pins(self.mm, "pgtable").items():
+                if pin.obj == index and pin.state == "live":
+                    self.fx.set_pin(self.mm, "pgtable", c, Pin(index, "dead"))
+            self.emit(PgtableFree(cpu=self.id, addr=lo, pages=PTRS_PER_PTE))
+        if unlinked:
+            self.fx.set_pgtables(self.mm, tables - set(unlinked))
+        return tuple(unlinked)
+
+    def _ptes_of(self, lo: int, hi: int) -> frozenset[int]:
+        """The pages in [lo, hi) that have a PTE (the page table's own index; reading it
+        reads no PTE)."""
+        return frozenset(p for p in self.fx.world.mm(self.mm).ptes.keys() if lo <= p < hi)
+
+    def free_pgtable_pages(self, indexes: tuple[int, ...]) -> None:
+        """The unlinked page-table pages are freed (tlb_finish_mmu): a fault still
+        holding one now holds freed memory."""
+        if not indexes:
+            return
+        for c, pin in self.fx.pins(self.mm, "pgtable").items():
+            if pin.obj in indexes and pin.state == "dead":
+                self.fx.set_pin(self.mm, "pgtable", c, Pin(pin.obj, "freed"))
 
     def zap_range(self, start: int, pages: int) -> tuple[int, ...]:
         """zap_page_range: clear the PTEs; returns the anon frames to free after the
@@ -237,9 +453,92 @@ class Kernel:
                 continue
             self.fx.set_pte(self.mm, page, None)
             self.emit(PteZap(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma))
-            if not pte.owner.startswith("file:"):
-                frames.append(pte.frame)
+            if pte.owner.startswith("file:"):
+                continue
+            if pte.cow:
+                # A page a fork shared: only the last address space to map it frees it.
+                frame = self.frame(pte.frame)
+                if frame.mapcount > 1:
+                    self.fx.write_frame(attrs.evolve(frame, mapcount=frame.mapcount - 1))
+                    continue
+            frames.append(pte.frame)
         return tuple(frames)
+
+    # --- fork, mremap, truncate ---------------------------------------------------------------------
+
+    def copy_page_range(self, child: MmId, vma_ids: tuple[str, ...]) -> None:
+        """fork's copy_page_range for the VMAs copied: every anonymous page is shared
+        copy-on-write (copy_present_pte: the parent's PTE is write-protected, the child
+        gets the same read-only page, the page's mapcount goes up). Shared file pages
+        are not copied: the child faults them in (vma_needs_copy)."""
+        for vid in vma_ids:
+            vma = self.vma(vid)
+            if vma.kind != "anon":
+                continue
+            for page in page_range(vma.start, vma.pages):
+                pte = self.pte(page)
+                if pte is None:
+                    continue
+                frame = self.frame(pte.frame)
+                self.fx.write_frame(attrs.evolve(frame, mapcount=frame.mapcount + 1))
+                prot = "r" if pte.prot == "rw" else pte.prot
+                shared = attrs.evolve(pte, prot=prot, cow=True)
+                if shared != pte:
+                    self.fx.set_pte(self.mm, page, shared)
+                    if prot != pte.prot:
+                        self.emit(PteProtect(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma, prot=prot))
+                if self.fx.pgtables(child) is not None:
+                    self.fx.set_pgtables(child, self.fx.pgtables(child) | {pgtable_of(page)})  # type: ignore[operator]
+                self.fx.set_pte(child, page, shared)
+                self.emit(PteInstall(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma, prot=prot, mm=child))
+
+    def wake_up_new_task(self, child: MmId) -> None:
+        """The child's threads may start."""
+        assert self.program is not None
+        for c, thread in enumerate(self.program.threads):
+            if thread.mm == child and thread.thread is not None:
+                self.send(_cpu_id(c), WakeUpNewTask())
+
+    def move_ptes(self, start: int, pages: int, dest: int, vma_id: str) -> None:
+        """mremap's move_ptes under both page-table locks: each PTE moves from the old
+        range to the same offset in `dest`, through the moved VMA `vma_id`."""
+        for i, page in enumerate(page_range(start, pages)):
+            pte = self.pte(page)
+            if pte is None:
+                continue
+            to = dest + i * PAGE_SIZE
+            self.fx.set_pte(self.mm, page, None)
+            self.emit(PteZap(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma))
+            self.pte_alloc(to)
+            self.fx.set_pte(self.mm, to, attrs.evolve(pte, vma=vma_id))
+            self.emit(PteInstall(cpu=self.id, addr=to, pages=1, frame=pte.frame, vma=vma_id, prot=pte.prot))
+
+    def unmap_mapping_range(self, file: str) -> tuple[tuple[int, int, int], ...]:
+        """truncate's unmap_mapping_range: every PTE of the file's pages, in every
+        address space (the VMAs on the file's i_mmap, detached ones not yet unlinked
+        included), is zapped. Returns the ranges to shoot down, (mm, start, pages)."""
+        ranges = []
+        for m in range(self.fx.spaces()):
+            mm = MmId(m)
+            pages = file_ptes(self.fx.world, mm, file)
+            for page in pages:
+                pte = self.fx.pte(mm, page)
+                assert pte is not None
+                self.fx.set_pte(mm, page, None)
+                self.emit(PteZap(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma, mm=mm or None))
+            if pages:
+                ranges.append((int(mm), pages[0], (pages[-1] - pages[0]) // PAGE_SIZE + 1))
+        return tuple(ranges)
+
+    def truncate_inode_pages(self, file: str) -> tuple[int, ...]:
+        """The file's pages leave the page cache: later faults map fresh zeroed pages.
+        Returns the old frames, to free once the TLBs are shot down."""
+        old = []
+        for index in self.fx.file_pages(file):
+            old.append(self.fx.page_cache(file, index))
+            fid = self.fx.alloc_frame(f"file:{file}:{index}", 0)
+            self.fx.set_page_cache(file, index, fid)
+        return tuple(old)
 
     def change_protection(self, start: int, pages: int, prot: str, vma_id: str | None) -> None:
         """mprotect's PTE update: every PTE of the range gets `prot` (and, for a VMA
@@ -248,7 +547,8 @@ class Kernel:
             pte = self.pte(page)
             if pte is None:
                 continue
-            new = attrs.evolve(pte, prot=prot, vma=vma_id or pte.vma)
+            # A copy-on-write page stays read-only: its write fault decides copy or reuse.
+            new = attrs.evolve(pte, prot="r" if pte.cow and prot == "rw" else prot, vma=vma_id or pte.vma)
             self.fx.set_pte(self.mm, page, new)
             self.emit(PteProtect(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=new.vma, prot=prot))
 
@@ -292,8 +592,9 @@ class Kernel:
         if unmapped:
             self.note(UnmapReturned(self.id, unmapped))
         ret = task.ret if task.ret is not None else 0
-        self.emit(SyscallEnd(cpu=self.id, addr=task.start, pages=task.pages, vma=task.new, op=task.op,
-                             text=self.thread.texts[self.cpu.pc], ret=ret))
+        ranged = task.op not in ("fork", "truncate")
+        self.emit(SyscallEnd(cpu=self.id, addr=task.start if ranged else None, pages=task.pages if ranged else None,
+                             vma=task.new, op=task.op, text=self.thread.texts[self.cpu.pc], ret=ret))
         if task.op == "mmap":
             self.finish_op(ret, task.label)
         else:

@@ -21,11 +21,17 @@ define them in their module, as subclasses of `Message`.
 | `clear_zero` | cpu -> tree | range, `reply` | ZERO entries in the range become NULL |
 | `protect` | cpu -> tree | range, `prot`, `copy` | change the VMAs' protection (in place, or by a copy) |
 | `store_vma` | cpu -> tree | range, `request` | store an already-reserved new VMA |
+| `expand` | cpu -> tree | the faulting page, `vma` | expand_downwards: a grows-down VMA takes the gap below it down to the page |
+| `dup_mmap` | cpu -> tree | `child` | fork: copy every VMA of the sender's address space into the child's |
+| `move_vma` | cpu -> tree | range, `dest`, `vma` | mremap: the VMA moves to `dest` (what was there is detached), its old range is cleared |
 | `tree_done` | tree -> cpu | range, `vmas` / `placed` | the update is published |
 | `flush` | cpu -> shootdown | range | shoot this range down on every other CPU |
 | `ipi` / `ack` | shootdown <-> cpu | range, `token` | flush your TLB / done |
 | `flush_done` | shootdown -> cpu | range | every other CPU has acked |
 | `call_rcu` | cpu -> rcu | `vma` | free this VMA after a grace period |
+| `ma_free_rcu` | tree -> rcu | `cpus` | free the maple node these CPUs' walks hold after a grace period |
+| `wake_up_new_task` | cpu -> cpu | | fork returned: the child's thread may start |
+| `pte_unlock` | cpu -> cpu | | the page-table lock the receiver waits for is free |
 | `qs_request` / `qs` | rcu <-> cpu | | report a quiescent state / reported |
 
 >>> m = Flush(addr=0x7efffffff000, pages=1)
@@ -279,7 +285,47 @@ class Placed(TreeDone):
         return [self.addr] if self.addr is not None else None
 
 
-TreeRequest = Mmap | MapFixed | Unmap | ClearZero | Protect | StoreVma
+@attrs.frozen(cache_hash=True)
+class Expand(RangeMessage):
+    """expand_downwards(vma, address): grows-down VMA `vma` reaches down to the page at
+    `addr` (`pages` 1), if the pages up to its start are still a gap (and the gap
+    below keeps its guard)."""
+
+    KIND: ClassVar[str] = "expand"
+    vma: str
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.vma
+
+
+@attrs.frozen(cache_hash=True)
+class DupMmap(Message):
+    """dup_mmap: copy every VMA of address space `mm` into address space `child`."""
+
+    KIND: ClassVar[str] = "dup_mmap"
+    child: MmId
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return self.child
+
+
+@attrs.frozen(cache_hash=True)
+class MoveVma(RangeMessage):
+    """mremap's move_vma: a copy of the VMA over the range, called `vma`, is stored at
+    `dest` (whatever was there is detached); the old range becomes NULL."""
+
+    KIND: ClassVar[str] = "move_vma"
+    dest: int
+    vma: str
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return [self.dest, self.vma]
+
+
+TreeRequest = Mmap | MapFixed | Unmap | ClearZero | Protect | StoreVma | Expand | DupMmap | MoveVma
 
 # --- TLB shootdown ---------------------------------------------------------------------------
 
@@ -356,6 +402,22 @@ class CallRcu(Message):
 
 
 @attrs.frozen(cache_hash=True)
+class MaFreeRcu(Message):
+    """ma_free_rcu(): a replaced maple-tree node goes back after a grace period; the
+    CPUs in `cpus` hold a pointer to it in a walk of theirs."""
+
+    KIND: ClassVar[str] = "ma_free_rcu"
+    cpus: tuple[int, ...]
+    mm: MmId = MM0
+
+    def log_arg(self) -> Any:
+        return list(self.cpus)
+
+    def rename_cpus(self, ren: Mapping[int, int]) -> "MaFreeRcu":
+        return MaFreeRcu(tuple(ren[c] for c in self.cpus), self.mm)
+
+
+@attrs.frozen(cache_hash=True)
 class QsRequest(Message):
     KIND: ClassVar[str] = "qs_request"
 
@@ -363,6 +425,24 @@ class QsRequest(Message):
 @attrs.frozen(cache_hash=True)
 class Qs(Message):
     KIND: ClassVar[str] = "qs"
+
+
+# --- between CPUs ------------------------------------------------------------------------------
+
+
+@attrs.frozen(cache_hash=True)
+class WakeUpNewTask(Message):
+    """wake_up_new_task(): the fork is done; the child's thread on the receiving CPU starts."""
+
+    KIND: ClassVar[str] = "wake_up_new_task"
+
+
+@attrs.frozen(cache_hash=True)
+class PteUnlock(Message):
+    """The page-table lock the receiver waits for was released (its holder kept it
+    across a TLB shootdown)."""
+
+    KIND: ClassVar[str] = "pte_unlock"
 
 
 #: Interrupt-like messages: a CPU takes them whatever it is doing (unless it waits
@@ -374,5 +454,5 @@ __all__ = [
     "DownReadTrylock", "TrylockDone",
     "MapRequest", "Mmap", "MapFixed", "Unmap", "ClearZero", "Protect", "StoreVma", "TreeDone", "Placed", "Flush",
     "ShootdownToken", "Ipi", "Ack", "FlushDone", "CallRcu", "QsRequest", "Qs", "INTERRUPTS", "RwsemRequest",
-    "TreeRequest",
+    "TreeRequest", "Expand", "DupMmap", "MoveVma", "MaFreeRcu", "WakeUpNewTask", "PteUnlock",
 ]

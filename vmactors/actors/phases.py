@@ -122,6 +122,12 @@ class Phase:
     sends: tuple[type[Message], ...] = ()
     reads: tuple[Access, ...] = ()
     writes: tuple[Access, ...] = ()
+    #: A phase that only a scenario with this feature (`scenario_features`) reaches:
+    #: partial-order reduction leaves it out of what a CPU may still do elsewhere.
+    feature: str | None = None
+    #: Sends and accesses above that only a scenario with the feature needs:
+    #: (feature, those message kinds and Access words).
+    only: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def footprint(self, view: View) -> Footprint:
         return Footprint.of([o for a in self.reads for o in a.objects(view)],
@@ -129,6 +135,12 @@ class Phase:
 
     def replace(self, **changes: Any) -> "Phase":
         return attrs.evolve(self, **changes)
+
+
+#: The scenario features that make some phases reachable (`Phase.feature`, `Phase.only`):
+#: a fork (copy-on-write pages), a grows-down map (stack expansion), page-table pages
+#: that munmap frees (`free_pgtables = true`).
+FEATURES = ("fork", "stack", "pgtables")
 
 
 @attrs.frozen
@@ -203,4 +215,4 @@ class ProtocolTable:
         return out
 
 
-__all__ = ["EXIT", "START", "Access", "Scope", "Handler", "Outcome", "Path", "Phase", "ProtocolTable", "View", "goto", "wait"]
+__all__ = ["EXIT", "START", "FEATURES", "Access", "Scope", "Handler", "Outcome", "Path", "Phase", "ProtocolTable", "View", "goto", "wait"]

@@ -30,6 +30,9 @@ class NoTreeHooks:
     def vma_created(self, fx: Effects, mm: MmId, vma: Vma) -> None:
         return None
 
+    def node_replaced(self, fx: Effects, mm: MmId, who: int) -> None:
+        return None
+
     def tree_footprint(self, world: World, mm: MmId, msg: TreeRequest) -> Footprint:
         return EMPTY
 

@@ -2,7 +2,7 @@
 
 | message | effect |
 |---|---|
-| `flush` from cpuI (range) | an `ipi` to every CPU but I (`ipi.send` each); with no other CPU, `flush_done` at once |
+| `flush` from cpuI (range, mm) | an `ipi` to every CPU of that address space but I (its mm_cpumask; `ipi.send` each); with no other CPU, `flush_done` at once |
 | `ack` from cpuJ | J crossed off; after the last ack, `flush_done` to cpuI |
 """
 
@@ -13,7 +13,7 @@ from typing import final
 
 import attrs
 
-from ..ids import SHOOTDOWN, ActorId, cpu
+from ..ids import MM0, SHOOTDOWN, ActorId, MmId, cpu
 from ..log.schema import IpiSend
 from ..mm.world import World
 from .base import Actor
@@ -32,12 +32,14 @@ class ShootdownState:
 
 @final
 class Shootdown(Actor[ShootdownState]):
-    """The coordinator of a system with `ncpus` CPUs (all of them in the mm)."""
+    """The coordinator of a system with `ncpus` CPUs; `mms[i]` is the address space CPU
+    i runs (all the scenario's own without a fork)."""
 
     id: ActorId = SHOOTDOWN
 
-    def __init__(self, ncpus: int) -> None:
+    def __init__(self, ncpus: int, mms: tuple[MmId, ...] | None = None) -> None:
         self.ncpus = ncpus
+        self.mms: tuple[MmId, ...] = mms if mms is not None else (MM0,) * ncpus
 
     def initial(self) -> ShootdownState:
         return ShootdownState()
@@ -49,7 +51,7 @@ class Shootdown(Actor[ShootdownState]):
             case Flush():
                 initiator = env.src.index
                 token = ShootdownToken(initiator, msg.addr, msg.pages, msg.op)
-                others = frozenset(c for c in range(self.ncpus) if c != initiator)
+                others = frozenset(c for c in range(self.ncpus) if c != initiator and self.mms[c] == msg.mm)
                 if not others:
                     fx.send(env.src, FlushDone(addr=msg.addr, pages=msg.pages, op=msg.op))
                     return state

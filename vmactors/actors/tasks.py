@@ -20,7 +20,7 @@ from ..ops import Op, RegValue
 from .messages import MapRequest
 
 Access = Literal["load", "store"]
-SyscallOp = Literal["mmap", "mmap-fixed", "munmap", "mprotect", "madvise"]
+SyscallOp = Literal["mmap", "mmap-fixed", "munmap", "mprotect", "madvise", "fork", "mremap", "truncate"]
 
 
 @attrs.frozen(cache_hash=True)
@@ -41,6 +41,11 @@ class FaultTask:
     #: The VMA object the fault found (a design whose VMA objects may be reused for
     #: another mapping tells them from the mapping; others leave it None).
     obj: str | None = None
+    #: A grows-down VMA the fault expands down to its page (expand_stack).
+    stack: str | None = None
+    #: A write fault on a page shared copy-on-write: the shared frame its copy (`frame`)
+    #: was taken from (wp_page_copy copies before it takes the page-table lock).
+    cow_from: int | None = None
 
     path = "fault"
 
@@ -71,6 +76,19 @@ class SyscallTask:
     ret: RegValue | None = None
     #: The index of the syscall's op in its thread.
     index: int = 0
+    #: munmap with free_pgtables: the [floor, ceiling) page-table pages may be freed
+    #: in (the neighbours' bounds, read once the zap is done), then the ones it cleared.
+    bounds: tuple[int, int] | None = None
+    pgtables: tuple[int, ...] = ()
+    #: mremap: where the mapping moves; fork: the child's address space; truncate:
+    #: the file.
+    dest: int | None = None
+    child: int | None = None
+    file: str | None = None
+    #: Ranges still to shoot down, (mm, start, pages), in order (truncate, mremap).
+    flushes: tuple[tuple[int, int, int], ...] = ()
+    #: munmap downgraded mmap_sem to read (it releases it with up_read).
+    downgraded: bool = False
 
     @property
     def path(self) -> str:
@@ -80,6 +98,11 @@ class SyscallTask:
     def end(self) -> int:
         assert self.start is not None
         return self.start + self.pages * 4096
+
+    @property
+    def dest_end(self) -> int:
+        assert self.dest is not None
+        return self.dest + self.pages * 4096
 
 
 Task = FaultTask | SyscallTask
@@ -104,6 +127,9 @@ class CpuState:
     tail: SyscallTask | None = None
     #: The address space of the thread this CPU runs.
     mm: MmId = MM0
+    #: Whether its thread has started: a fork's child thread starts when the fork
+    #: returns (wake_up_new_task).
+    born: bool = True
 
     @property
     def name(self) -> str:
@@ -119,6 +145,8 @@ class ThreadProgram:
     texts: tuple[str, ...] = ()
     #: local label -> pages its mmap asked for.
     local_pages: immutables.Map[str, int] = immutables.Map()
+    #: The address space it runs in (a fork's child: 1, 2, …).
+    mm: MmId = MM0
 
 
 @attrs.frozen
@@ -128,6 +156,8 @@ class Program:
     threads: tuple[ThreadProgram, ...]
     #: global label -> (address, pages).
     maps: immutables.Map[str, tuple[int, int]]
+    #: fork child name -> its address space.
+    children: immutables.Map[str, MmId] = immutables.Map()
 
     @property
     def ncpus(self) -> int:

@@ -13,6 +13,9 @@ the `TreeHooks` the policy provides.
 | `clear_zero` | ZERO entries in the range become NULL | nothing, or an empty `tree_done` when asked |
 | `protect` | change the VMAs' protection, in place or by storing a copy | the old VMAs |
 | `store_vma` | store an already-reserved new VMA (pervma MAP_FIXED's last step) | an empty `tree_done` |
+| `expand` | expand_downwards: if the pages below the grows-down VMA are still a gap (keeping its guard), the VMA starts lower and the tree stores it there; consuming the whole gap replaces the tree node (`node_replaced`) | `tree_done` with the VMA, or an empty one when it cannot grow |
+| `dup_mmap` | fork: a copy of every VMA of the sender's address space is stored in the child's | `tree_done` with the copies and their span |
+| `move_vma` | mremap: a copy of the VMA at the range, under its new id, is stored at `dest` (VMAs there are detached), the old range becomes NULL | the moved and the replaced VMAs; an empty `tree_done` if the range is not one VMA |
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import attrs
 from ..ids import TREE, ActorId, MmId
 from ..log.schema import TreeStore
 from ..mm.layout import PAGE_SIZE
+from ..mm.stack import consumes_gap, guard_kept
 from ..mm.vma import Vma
 from ..mm.vma_tree import ZERO, Entry
 from ..mm.world import World
@@ -33,10 +37,13 @@ from .effects import Effects
 from .footprint import Footprint
 from .messages import (
     ClearZero,
+    DupMmap,
     Envelope,
+    Expand,
     MapFixed,
     MapRequest,
     Mmap,
+    MoveVma,
     Placed,
     Protect,
     StoreVma,
@@ -57,8 +64,13 @@ class TreeHooks(Protocol):
     def vma_created(self, fx: Effects, mm: MmId, vma: Vma) -> None:
         """Called when a new VMA enters the tree (`mmap`, `map_fixed`, `store_vma`)."""
 
+    def node_replaced(self, fx: Effects, mm: MmId, who: int) -> None:
+        """Called when a store under the read lock (a stack expansion) replaced the
+        tree node other CPUs' walks may hold (CPU `who` stored it)."""
+
     def tree_footprint(self, world: World, mm: MmId, msg: TreeRequest) -> Footprint:
-        """What the two hooks above read and write for request `msg`."""
+        """What the hooks above read and write for request `msg` (in address space `mm`:
+        a `dup_mmap`'s child)."""
 
 
 @attrs.frozen(cache_hash=True)
@@ -85,7 +97,7 @@ def store(fx: Effects, mm: MmId, start: int, end: int, entry: Entry | None) -> N
             fx.set_vma(mm, attrs.evolve(fx.vma(mm, vid), state="detached"))
     kind: Literal["vma", "zero", "null"] = "null" if entry is None else "zero" if entry is ZERO else "vma"
     fx.emit(TreeStore(addr=start, pages=(end - start) // PAGE_SIZE, entry=kind,
-                      vma=entry if isinstance(entry, str) else None))
+                      vma=entry if isinstance(entry, str) else None, mm=mm or None))
 
 
 @final
@@ -168,14 +180,96 @@ class TreeOwner(Actor[TreeOwnerState]):
                         store(fx, msg.mm, max(vma.start, start), min(vma.end, end), copy.id)
                 fx.send(env.src, TreeDone(addr=msg.addr, pages=msg.pages, vmas=old))
                 return bumped
+            case Expand():
+                return self._expand(state, fx, env, msg) or bumped
+            case DupMmap():
+                ids: list[str] = []
+                span: list[int] = []
+                for s, e, entry in list(fx.tree(msg.mm).items()):
+                    if not isinstance(entry, str):
+                        continue  # a ZERO reservation is not a VMA: the child has a gap there
+                    vma = attrs.evolve(fx.vma(msg.mm, entry), state="live")
+                    fx.set_vma(msg.child, vma)
+                    self.hooks.vma_created(fx, msg.child, vma)
+                    store(fx, msg.child, s, e, entry)
+                    ids.append(entry)
+                    span += [s, e]
+                if not span:
+                    fx.send(env.src, TreeDone(vmas=()))
+                    return bumped
+                lo, hi = min(span), max(span)
+                fx.send(env.src, TreeDone(addr=lo, pages=(hi - lo) // PAGE_SIZE, vmas=tuple(ids)))
+                return bumped
+            case MoveVma():
+                start, end = msg.addr, msg.addr + msg.pages * PAGE_SIZE
+                dest, dest_end = msg.dest, msg.dest + msg.pages * PAGE_SIZE
+                tree = fx.tree(msg.mm)
+                old = tree.vma_ids(start, end)
+                moving = fx.vma(msg.mm, old[0]) if len(old) == 1 else None
+                if moving is None or (moving.start, moving.end) != (start, end) or (dest < end and start < dest_end):
+                    # mremap of a range that is not one VMA (-EFAULT), or onto itself (-EINVAL)
+                    fx.send(env.src, TreeDone(vmas=()))
+                    return state
+                replaced = tree.vma_ids(dest, dest_end)
+                fx.add_writer(msg.mm, (who, start, end))
+                fx.add_writer(msg.mm, (who, dest, dest_end))
+                self.hooks.tree_updated(fx, msg.mm, who, msg, start, end)
+                new = attrs.evolve(moving, id=msg.vma, start=dest, end=dest_end, state="live")
+                fx.set_vma(msg.mm, new)
+                self.hooks.vma_created(fx, msg.mm, new)
+                store(fx, msg.mm, dest, dest_end, msg.vma)
+                store(fx, msg.mm, start, end, None)
+                fx.send(env.src, TreeDone(addr=msg.addr, pages=msg.pages, vmas=old + replaced))
+                return bumped
         raise TypeError(f"tree owner cannot handle {msg.KIND!r}")
+
+    def _expand(self, state: TreeOwnerState, fx: Effects, env: Envelope, msg: Expand) -> TreeOwnerState | None:
+        """expand_downwards under the caller's lock: recheck that the pages are still a
+        gap below the grows-down VMA and that the guard below is kept; then the VMA
+        starts lower and the tree says so. None: it grew (a new version)."""
+        mm, start = msg.mm, msg.addr
+        vma = fx.vma(mm, msg.vma)
+        if vma.start <= start and vma.state == "live":
+            fx.send(env.src, TreeDone(addr=start, pages=1, vmas=(vma.id,)))  # another fault grew it already
+            return state
+        tree = fx.tree(mm)
+        if (vma.state != "live" or not vma.growsdown or not tree.is_free(start, vma.start)
+                or not guard_kept(tree, lambda vid: fx.vma(mm, vid), start)):
+            fx.send(env.src, TreeDone())
+            return state
+        grown = attrs.evolve(vma, start=start)
+        fx.set_vma(mm, grown)
+        store(fx, mm, start, vma.start, vma.id)
+        if consumes_gap(fx.tree(mm), start):
+            # The gap's entry goes: RCU mode writes a new node and frees the old one
+            # after a grace period (only a pivot moves when a gap is left).
+            self.hooks.node_replaced(fx, mm, env.src.index)
+        fx.send(env.src, TreeDone(addr=start, pages=1, vmas=(vma.id,)))
+        return None
 
     def footprint(self, state: TreeOwnerState, world: World, env: Envelope | None, choice: int) -> Footprint:
         assert env is not None
         msg = env.msg
-        assert isinstance(msg, (Mmap, MapFixed, StoreVma, Unmap, ClearZero, Protect))
+        assert isinstance(msg, (Mmap, MapFixed, StoreVma, Unmap, ClearZero, Protect, Expand, DupMmap, MoveVma))
         mm = msg.mm
         space = world.mm(mm)
+        if isinstance(msg, Expand):
+            below = space.tree.prev_entry(msg.addr)
+            reads = [fp.tree(mm), fp.vma(mm, msg.vma)]
+            if below is not None and isinstance(below[2], str):
+                reads.append(fp.vma(mm, below[2]))
+            return Footprint.of(reads, [fp.tree(mm), fp.vma(mm, msg.vma)]) | self.hooks.tree_footprint(world, mm, msg)
+        if isinstance(msg, DupMmap):
+            ids = [e for _, _, e in space.tree.items() if isinstance(e, str)]
+            return (Footprint.of([fp.tree(mm)] + [fp.vma(mm, v) for v in ids],
+                                 [fp.tree(msg.child)] + [fp.vma(msg.child, v) for v in ids])
+                    | self.hooks.tree_footprint(world, msg.child, msg))
+        if isinstance(msg, MoveVma):
+            touched = (space.tree.vma_ids(msg.addr, msg.addr + msg.pages * PAGE_SIZE)
+                       + space.tree.vma_ids(msg.dest, msg.dest + msg.pages * PAGE_SIZE))
+            objs = [fp.tree(mm)] + [fp.vma(mm, v) for v in touched]
+            return (Footprint.of(objs, objs + [fp.vma(mm, msg.vma), fp.writers(mm)])
+                    | self.hooks.tree_footprint(world, mm, msg))
         objs_r = [fp.tree(mm)]
         objs_w = [fp.tree(mm)]
         rng = msg.range

@@ -157,6 +157,19 @@ def destination(msg: type[Message]) -> ActorKind:
     return ActorKind.CPU
 
 
+def scenario_features(machine: Machine) -> frozenset[str]:
+    """Which of `vmactors.actors.phases.FEATURES` the machine's scenario has."""
+    s = machine.scenario
+    out = set()
+    if s.forks:
+        out.add("fork")
+    if any(m.growsdown for m in s.maps):
+        out.add("stack")
+    if s.free_pgtables:
+        out.add("pgtables")
+    return frozenset(out)
+
+
 def _checked(mm: MmId, pages: frozenset[int] | None) -> list[Pattern]:
     """What the invariant checkers may read after a step on `pages` (`check_reads`)."""
     out: list[Pattern] = [fp.tree(mm), fp.writers(mm), fp.unmapped(mm), ("vma", mm, None), ("frame", None)]
@@ -191,6 +204,9 @@ class Reducer:
         self._service_futures: dict[tuple[Any, ...], Future] = {}
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._irqs_off = machine.policy.irqs_off_lock_wait
+        # Phases (and sends and accesses) that only a scenario with a feature reaches
+        # are left out of the futures of the others (`Phase.feature`, `Phase.only`).
+        self._features = scenario_features(machine)
 
     # --- what a step did ---------------------------------------------------------------------
 
@@ -295,13 +311,19 @@ class Reducer:
 
     def _add_phases(self, f: Future, table: Any, path: str, phase: str, scope: Scope, mm: MmId) -> None:
         for ph in self._closure(table, path, phase):
+            if ph.feature is not None and ph.feature not in self._features:
+                continue
+            absent = {x for feature, items in ph.only if feature not in self._features for x in items}
             for a in ph.reads:
-                f.reads.update(a.future(scope))
+                if a not in absent:
+                    f.reads.update(a.future(scope))
             for a in ph.writes:
-                ws = list(a.future(scope))
-                f.writes.update(ws)
+                if a not in absent:
+                    f.writes.update(a.future(scope))
             f.reads.update(_checked(mm, scope.pages))
             for msg in ph.sends:
+                if msg in absent:
+                    continue
                 kind = destination(msg)
                 f.sends.add((kind, msg.KIND))
                 if kind is not ActorKind.CPU:

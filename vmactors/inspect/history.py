@@ -62,12 +62,16 @@ class Translations:
     """Page tables, TLBs, tree entries and free frames, replayed from events.
 
     With `page` given, only that page is tracked (constant memory, for `--history`);
-    otherwise every page the log touches.
+    otherwise every page the log touches. Pages are per address space: an event about a
+    fork's child (`mm`) is about the child's page, not the scenario's own.
     """
 
     def __init__(self, page: int | None = None) -> None:
         self.page = None if page is None else page - page % PAGE_SIZE
-        self.pages: dict[int, PageState] = {}
+        #: The pages of each address space (`pages` is the scenario's own).
+        self.spaces: dict[int, dict[int, PageState]] = {0: {}}
+        self.pages: dict[int, PageState] = self.spaces[0]
+        self.mm = 0
         self.freed: dict[Any, int] = {}  # frame -> step it was freed (not since reallocated)
         self.page_frames: set[Any] = set()  # with `page`: frames seen behind it
         self.page_vmas: set[Any] = set()  # with `page`: VMAs seen over it
@@ -86,12 +90,16 @@ class Translations:
         else:
             # A range (a tree store, a flush of a whole mapping): only the pages already
             # known matter, and a huge mapping must not cost a state per page.
-            yield from [p for p in self.pages if start <= p < rng[1]]
+            yield from [p for p in self._space() if start <= p < rng[1]]
+
+    def _space(self) -> dict[int, PageState]:
+        return self.spaces.setdefault(self.mm, {})
 
     def state(self, page: int) -> PageState:
-        st = self.pages.get(page)
+        space = self._space()
+        st = space.get(page)
         if st is None:
-            st = self.pages[page] = PageState()
+            st = space[page] = PageState()
         return st
 
     def _remember(self, ev: Event) -> None:
@@ -117,7 +125,7 @@ class Translations:
             return None
         frame = ev.get("frame")
         notes = []
-        st = self.pages.get(page)
+        st = self.spaces.get(_int(ev.get("mm")) or 0, {}).get(page)
         if st is not None and st.pte_known:
             if st.pte is None:
                 since = f" (zapped at step {st.pte_since})" if st.pte_since is not None else ""
@@ -140,6 +148,7 @@ class Translations:
             return
         if name == FrameAlloc.NAME:
             self.freed.pop(frame, None)
+        self.mm = _int(ev.get("mm")) or 0
         for page in self._pages_of(ev):
             st = self.state(page)
             self._remember(ev)

@@ -51,8 +51,9 @@ from vmactors.inspect.labels import Event, cpu_of_actor, hex_addr, ret_text, val
 from vmactors.inspect.reader import Record
 from vmactors.log.schema import (
     FaultBegin, FaultEnd, FaultRetry, FaultSegv, FrameAlloc, FrameFree, InvariantViolated, IpiSend,
-    LockAcquire, LockRelease, LockWait, MemLoad, MemStore, MsgRecv, MsgSend, PteInstall, PteProtect, PteZap,
-    RunEnd, RunStart, SyscallBegin, SyscallEnd, TlbFlush, TreeStore, VmaFree,
+    LockAcquire, LockRelease, LockWait, MemLoad, MemStore, MsgRecv, MsgSend, NodeFree, PgtableFree, PteInstall,
+    PteProtect, PteZap, RunEnd, RunStart, SyscallBegin, SyscallEnd, TlbFlush, TreeStore, TreeWalk, VmaFree,
+    VmaSetProt,
 )
 
 GAP = 4  # spaces between columns
@@ -66,6 +67,14 @@ _LOCK_CALLS: dict[tuple[object, object], tuple[str, str]] = {
     ("rcu", "read"): ("rcu_read_lock()", "rcu_read_unlock()"),
     ("refcount", "read"): ("vma_get({vma})", "vma_put({vma})"),
     ("refcount", "write"): ("vma_get({vma})", "vma_put({vma})"),
+    ("ptl", "write"): ("pte_offset_map_lock()", "pte_unmap_unlock()"),
+}
+# What a CPU asks another actor for, drawn where it asks (beyond the rwsem's).
+_REQUEST_CALLS = {
+    "expand": "expand_downwards({arg})",
+    "dup_mmap": "dup_mmap()",
+    "move_vma": "move_vma()",
+    "wake_up_new_task": "wake_up_new_task({dst})",
 }
 _RWSEM_KINDS = {
     "down_read": "down_read(mmap_sem)",
@@ -100,12 +109,20 @@ def _syscall_call(ev: Event) -> str:
         assign = ""
         if len(words) >= 3 and words[1] == "=":
             assign, words = f"{words[0]} = ", words[2:]
+        if words[:1] == ["mremap"]:
+            words = [w for w in words if w != "to"]  # `mremap A to B`: mremap(A, B)
         if words:
             return f"{assign}{words[0]}({', '.join(words[1:])})"
     op = str(ev.get("op", "syscall"))
     name, fixed = ("mmap", True) if op == "mmap-fixed" else (op, False)
     arg = ev.get("vma") if ev.get("vma") is not None else hex_addr(ev.get("addr"))
     return f"{name}({arg}{', MAP_FIXED' if fixed else ''})"
+
+
+def _within(addr: Any, start: Any, pages: Any) -> bool:
+    """Whether `addr` is in the `pages` pages from `start` (all three from a log)."""
+    return isinstance(addr, int) and isinstance(start, int) and isinstance(pages, int) \
+        and start <= addr < start + pages * 4096
 
 
 def _tree_entry(ev: Event) -> str:
@@ -153,6 +170,8 @@ class _Builder:
         self.header: dict[str, Any] = {}
         self.end: dict[str, Any] | None = None
         self.violations: list[str] = []
+        self.cpu_mm: dict[int, Any] = {}  # cpu -> the address space its faults and syscalls are in
+        self.syscall: dict[int, tuple[Any, Any, Any]] = {}  # cpu -> (op, addr, pages) of its syscall
 
     def add(self, step: int, cpu: int | None, text: str, indent: bool = True) -> None:
         if not self.drawing:
@@ -244,12 +263,17 @@ class _Builder:
             mark = "  (stale TLB)" if "stale" in verdict else "  (freed frame)"
             if "stale" in verdict and "freed" in verdict:
                 mark = "  (stale TLB, freed frame)"
+        if name in (SyscallBegin.NAME, FaultBegin.NAME, MemLoad.NAME, MemStore.NAME):
+            self.cpu_mm[cpu] = ev.get("mm")
+        op, start, pages = self.syscall.get(cpu, (None, None, None))
         if name == SyscallBegin.NAME:
             add(_syscall_call(ev))
             self.depth[cpu] = 1
+            self.syscall[cpu] = (ev.get("op"), ev.get("addr"), ev.get("pages"))
         elif name == SyscallEnd.NAME:
             add(f"return {ret_text(ev.get('ret'))}")
             self.depth[cpu] = 0
+            self.syscall.pop(cpu, None)
         elif name == FaultBegin.NAME:
             add(f"do_page_fault({hex_addr(ev.get('vaddr', ev.get('addr')))})")
             self.depth[cpu] = self.depth.get(cpu, 0) + 1
@@ -269,10 +293,18 @@ class _Builder:
                 add("<IPI> flush_tlb", indent=False)
             else:
                 add("flush_tlb_range()")
+        elif name == PteZap.NAME and op == "mremap" and _within(ev.get("addr"), start, pages):
+            pass  # move_ptes clears the old PTE: drawn with the new one
         elif name == PteZap.NAME:
             add("zap_pte_range()")
+        elif name == PteInstall.NAME and ev.get("mm") != self.cpu_mm.get(cpu):
+            add(f"copy_present_pte(frame {ev.get('frame')}) into mm {ev.get('mm')}")
+        elif name == PteInstall.NAME and op == "mremap":
+            add(f"move_ptes(frame {ev.get('frame')} to {hex_addr(ev.get('addr'))})")
         elif name == PteInstall.NAME:
             add(f"set_pte_at(frame {ev.get('frame')})")
+        elif name == PteProtect.NAME and op == "fork":
+            add(f"ptep_set_wrprotect(frame {ev.get('frame')})")
         elif name == PteProtect.NAME:
             add(f"change_protection({ev.get('prot', '?')})")
         elif name == FrameAlloc.NAME:
@@ -281,6 +313,14 @@ class _Builder:
             add(f"free_page(frame {ev.get('frame')})")
         elif name == VmaFree.NAME:
             add(f"vm_area_free({ev.get('vma')})")
+        elif name == TreeWalk.NAME:
+            node = ev.get("node")
+            add("find_vma_prev()  (holds the tree node)" if ev.get("call") == "find_vma_prev"
+                else f"mas_prev()  (node {'freed' if node == 'freed' else 'replaced' if node == 'dead' else 'intact'})")
+        elif name == PgtableFree.NAME:
+            add(f"free_pgtables(): unlink page table {hex_addr(ev.get('addr'))}")
+        elif name == VmaSetProt.NAME:
+            add(f"vma_set_page_prot({ev.get('vma')}, {ev.get('prot')})")
         elif name.startswith("lock."):
             self._lock_event(cpu, ev)
         elif name == MsgSend.NAME:
@@ -290,9 +330,19 @@ class _Builder:
                 add(call)
                 if self.drawing:
                     (self.requested if str(kind).startswith("down_") else self.released).add((cpu, call))
+            elif kind == "downgrade":
+                # One call: the rwsem's release of the write lock and grant of the read
+                # lock that follow are this, not calls of their own.
+                add("downgrade_write(mmap_sem)")
+                if self.drawing:
+                    self.released.add((cpu, _RWSEM_KINDS["up_write"]))
+                    self.requested.add((cpu, _RWSEM_KINDS["down_read"]))
             elif kind == "call_rcu":
                 what = ev.get("vma", ev.get("arg"))
                 add(f"call_rcu({what if isinstance(what, str) else ''})")
+            elif kind in _REQUEST_CALLS:
+                arg = ev.get("arg")
+                add(_REQUEST_CALLS[str(kind)].format(arg=arg if isinstance(arg, str) else "", dst=ev.get("dst")))
         elif name == MsgRecv.NAME:
             # The answer to this CPU's own request, after other CPUs ran: say where it
             # resumes. (IPIs and RCU's quiescent-state requests are not answers.)
@@ -326,6 +376,10 @@ class _Builder:
                 self.add(step, cpu, f"IPI -> {target}")
         elif name == VmaFree.NAME:
             self.add(step, cpu, f"[{actor}] vm_area_free({ev.get('vma')})")
+        elif name == MsgSend.NAME and ev.get("kind") == "ma_free_rcu":
+            self.add(step, cpu, f"[{actor}] ma_free_rcu(old node)")
+        elif name == NodeFree.NAME:
+            self.add(step, cpu, f"[{actor}] mt_free_rcu(old node)")
         elif name == FrameFree.NAME:
             self.add(step, cpu, f"[{actor}] free_page(frame {ev.get('frame')})")
 

@@ -4,8 +4,12 @@ Each checker looks only at what the step touched — the pages named by its even
 the accesses and VMA reads it noted — so its cost does not grow with the address
 space. A violation becomes an `invariant.violated` event; the run goes on.
 
->>> sorted(INVARIANTS)
-['coherence', 'deadlock', 'frame-uaf', 'munmap-incomplete', 'orphan-pte', 'vma-uaf', 'wrong-vma']
+Every check is per address space: an event about a fork's child says so (`mm`), and
+only CPUs running an address space's threads reach its pages.
+
+>>> sorted(INVARIANTS)  # doctest: +NORMALIZE_WHITESPACE
+['coherence', 'cow-isolation', 'deadlock', 'frame-uaf', 'munmap-incomplete', 'orphan-pte', 'permissive-pte',
+ 'pgtable-uaf', 'tree-uaf', 'vma-uaf', 'wrong-vma']
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ from typing import Any
 import attrs
 
 from ..actors import footprint as fp
-from ..actors.effects import TlbAccess, UnmapReturned, VmaReadFreed
+from ..actors.effects import CowStoreLost, NodeUseFreed, PgtableUseFreed, TlbAccess, UnmapReturned, VmaReadFreed
 from ..actors.footprint import Obj
 from ..ids import MM0, MmId
-from ..log.schema import INVARIANTS, PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree
-from ..mm.layout import page_range
+from ..log.schema import INVARIANTS, PteInstall, PteProtect, SyscallEnd, TlbFill, TreeStore, VmaFree, VmaSetProt
+from ..mm.layout import page_range, pgtable_range
 from ..mm.page_table import Pte
+from ..mm.vma import PROT_BITS
 from ..system.state import StepResult, System
-
 
 
 @attrs.frozen
@@ -38,56 +42,83 @@ class Violation:
 
 
 _ADDS_TRANSLATION = (TlbFill, PteInstall)
-_CHANGES_MAPPING = (PteInstall, TreeStore, SyscallEnd, VmaFree, PteProtect)
+_CHANGES_MAPPING = (PteInstall, TreeStore, SyscallEnd, VmaFree, PteProtect, VmaSetProt)
+#: A page of an address space.
+Page = tuple[MmId, int]
+
+
+def _mm(ev: object) -> MmId:
+    """The address space an event is about (one without `mm` is the scenario's own)."""
+    return MmId(getattr(ev, "mm", None) or 0)
 
 
 def check_step(before: System, result: StepResult) -> list[Violation]:
     """Every invariant the step `before -> result.system` breaks."""
     after = result.system
-    space = after.world.mm(MM0)
+    world = after.world
     out: list[Violation] = []
-    coherence_pages: set[int] = set()
-    orphan_pages: set[int] = set()
-    new_translations: list[tuple[str, int, Pte]] = []
+    coherence_pages: set[Page] = set()
+    mapping_pages: set[Page] = set()
+    new_translations: list[tuple[str, MmId, int, Pte]] = []
     for ev in result.events:
         if isinstance(ev, int):
             continue
         if isinstance(ev, _ADDS_TRANSLATION):
-            coherence_pages.add(ev.addr)
+            mm = _mm(ev)
+            coherence_pages.add((mm, ev.addr))
             if isinstance(ev, TlbFill):
                 owner, pte = f"cpu{ev.cpu}", after.cpus[ev.cpu].tlb.get(ev.addr)
             else:
-                owner, pte = "pte", space.ptes.get(ev.addr)
+                owner, pte = "pte", world.mm(mm).ptes.get(ev.addr)
             if pte is not None:
-                new_translations.append((owner, ev.addr, pte))
+                new_translations.append((owner, mm, ev.addr, pte))
         if isinstance(ev, _CHANGES_MAPPING) and ev.addr is not None:
-            orphan_pages.update(page_range(ev.addr, ev.pages or 1))
+            mm = _mm(ev)
+            mapping_pages.update((mm, p) for p in page_range(ev.addr, ev.pages or 1))
         if isinstance(ev, VmaFree):
-            vma = space.vmas[ev.vma]
-            orphan_pages.update(page_range(vma.start, vma.pages))
+            mm = _mm(ev)
+            vma = world.mm(mm).vmas[ev.vma]
+            mapping_pages.update((mm, p) for p in page_range(vma.start, vma.pages))
     for note in result.notes:
         if isinstance(note, TlbAccess):
             out.extend(_frame_uaf(before, note))
+            if note.store:
+                out.extend(_cow_isolation(after, note))
         elif isinstance(note, VmaReadFreed):
             out.append(Violation("vma-uaf", f"cpu{note.cpu}'s fault path read vma {note.vma} after it was freed",
                                  (("cpu", note.cpu), ("vma", note.vma))))
         elif isinstance(note, UnmapReturned):
             out.extend(_munmap_incomplete_at_return(after, note))
-    for page in sorted(coherence_pages):
-        out.extend(_coherence(after, page))
-    for owner, page, pte in new_translations:
-        if pte.vma in space.unmapped:
+        elif isinstance(note, NodeUseFreed):
+            out.append(Violation("tree-uaf", f"cpu{note.cpu}'s walk of the VMA tree read a node that was replaced and "
+                                             f"freed after a grace period its walk did not hold",
+                                 (("cpu", note.cpu),)))
+        elif isinstance(note, PgtableUseFreed):
+            out.append(_pgtable_uaf(note))
+        elif isinstance(note, CowStoreLost):
+            out.append(Violation(
+                "cow-isolation",
+                f"cpu{note.cpu}'s copy-on-write fault mapped its copy (frame {note.copy}) of {note.page:#x}, but a "
+                f"store reached the shared frame {note.frame} after the copy was taken: this address space lost it, "
+                f"the other one sees it",
+                (("cpu", note.cpu), ("addr", note.page), ("pages", 1), ("frame", note.frame))))
+    for mm, page in sorted(coherence_pages):
+        out.extend(_coherence(after, mm, page))
+    for owner, mm, page, pte in new_translations:
+        if pte.vma in world.mm(mm).unmapped:
             out.append(Violation(
                 "munmap-incomplete",
                 f"{'a PTE' if owner == 'pte' else owner + ' TLB entry'} for {page:#x} made through vma {pte.vma}, "
                 f"which a returned munmap removed",
                 (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", pte.vma)),
             ))
-    for owner, page, pte in new_translations:
+    for owner, mm, page, pte in new_translations:
         if owner == "pte":
-            out.extend(_wrong_vma(after, page, pte))
-    for page in sorted(orphan_pages):
-        out.extend(_orphan(after, page))
+            out.extend(_wrong_vma(after, mm, page, pte))
+    for mm, page in sorted(mapping_pages):
+        out.extend(_orphan(after, mm, page))
+    for mm, page in sorted(mapping_pages):
+        out.extend(_permissive(after, mm, page))
     return out
 
 
@@ -132,10 +163,10 @@ def check_reads(before: System, result: StepResult) -> set[Obj]:
     return out
 
 
-def _wrong_vma(system: System, page: int, pte: Pte) -> Iterable[Violation]:
+def _wrong_vma(system: System, mm: MmId, page: int, pte: Pte) -> Iterable[Violation]:
     """A PTE installed through a VMA object that no longer maps its address (the
     object was reused for another mapping)."""
-    vma = system.world.mm(MM0).vmas[pte.vma]
+    vma = system.world.mm(mm).vmas[pte.vma]
     if vma.covers(page):
         return ()
     return (Violation("wrong-vma", f"PTE for {page:#x} (frame {pte.frame}) installed through vma {pte.vma}, which "
@@ -157,14 +188,51 @@ def _frame_uaf(before: System, note: TlbAccess) -> Iterable[Violation]:
                        ("vma", entry.vma))),)
 
 
-def _coherence(system: System, page: int) -> Iterable[Violation]:
-    """What each CPU reaches for `page` right now: its TLB entry, else (by a page
-    walk) the PTE. Two CPUs reaching different frames is Glisse's violation; a PTE
-    that every CPU's TLB hides is reached by nobody."""
+def _cow_isolation(system: System, note: TlbAccess) -> Iterable[Violation]:
+    """A store through a TLB entry to a page its own address space no longer maps
+    there (its copy-on-write copy is another page) while another address space maps
+    it: the other sees the store, its own address space does not."""
+    mm = system.cpus[note.cpu].mm
+    world = system.world
+    if len(world.mms) < 2:
+        return ()
+    mine = world.mm(mm).ptes.get(note.page)
+    frame = note.entry.frame
+    if mine is not None and mine.frame == frame:
+        return ()
+    others = [m for m, space in enumerate(world.mms) if m != mm and any(p.frame == frame for p in space.ptes.values())]
+    if not others:
+        return ()
+    now = f"frame {mine.frame}" if mine is not None else "nothing"
+    return (Violation("cow-isolation",
+                      f"cpu{note.cpu} stored to {note.page:#x} through a stale TLB entry into frame {frame}, which its "
+                      f"address space no longer maps there (its page table has {now}) but address space "
+                      f"{others[0]} does: the store is seen there, not here",
+                      (("cpu", note.cpu), ("addr", note.page), ("pages", 1), ("frame", frame),
+                       ("vma", note.entry.vma))),)
+
+
+def _pgtable_uaf(note: PgtableUseFreed) -> Violation:
+    lo, hi = pgtable_range(note.index)
+    table = f"the page-table page for {lo:#x}-{hi:#x}"
+    if note.state == "mapped":
+        what = f"free_pgtables on cpu{note.cpu} unlinked {table} while it still held a PTE (installed after the zap)"
+    else:
+        when = "unlinked" if note.state == "dead" else "freed"
+        what = f"cpu{note.cpu}'s fault wrote its PTE into {table}, which free_pgtables {when} after the fault walked to it"
+    return Violation("pgtable-uaf", what, (("cpu", note.cpu), ("addr", lo), ("pages", (hi - lo) // 4096)))
+
+
+def _coherence(system: System, mm: MmId, page: int) -> Iterable[Violation]:
+    """What each CPU of the address space reaches for `page` right now: its TLB
+    entry, else (by a page walk) the PTE. Two CPUs reaching different frames is
+    Glisse's violation; a PTE that every CPU's TLB hides is reached by nobody."""
     seen: dict[int, list[str]] = {}
-    pte = system.world.mm(MM0).ptes.get(page)
+    pte = system.world.mm(mm).ptes.get(page)
     walkers = []
     for c in system.cpus:
+        if c.mm != mm:
+            continue
         e = c.tlb.get(page)
         if e is not None:
             seen.setdefault(e.frame, []).append(f"cpu{c.id}'s TLB")
@@ -180,8 +248,8 @@ def _coherence(system: System, page: int) -> Iterable[Violation]:
                       (("addr", page), ("pages", 1))),)
 
 
-def _orphan(system: System, page: int) -> Iterable[Violation]:
-    space = system.world.mm(MM0)
+def _orphan(system: System, mm: MmId, page: int) -> Iterable[Violation]:
+    space = system.world.mm(mm)
     pte = space.ptes.get(page)
     if pte is None or space.in_writer(page):
         return ()
@@ -197,9 +265,28 @@ def _orphan(system: System, page: int) -> Iterable[Violation]:
                       (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", pte.vma))),)
 
 
+def _permissive(system: System, mm: MmId, page: int) -> Iterable[Violation]:
+    """Outside a writer's operation on the page, a PTE that allows an access the live
+    VMA covering it forbids."""
+    space = system.world.mm(mm)
+    pte = space.ptes.get(page)
+    if pte is None or space.in_writer(page):
+        return ()
+    covering = space.find_vma(page)
+    if covering is None or covering.state != "live":
+        return ()
+    extra = PROT_BITS[pte.prot] - PROT_BITS[covering.prot]
+    if not extra:
+        return ()
+    return (Violation("permissive-pte", f"PTE for {page:#x} (frame {pte.frame}) allows {', '.join(sorted(extra))}, "
+                                        f"which vma {covering.id} ({covering.prot}) forbids",
+                      (("addr", page), ("pages", 1), ("frame", pte.frame), ("vma", covering.id))),)
+
+
 def _munmap_incomplete_at_return(system: System, note: UnmapReturned) -> Iterable[Violation]:
     out = []
-    space = system.world.mm(MM0)
+    mm = system.cpus[note.cpu].mm
+    space = system.world.mm(mm)
     for vid in note.vmas:
         vma = space.vmas[vid]
         for page in page_range(vma.start, vma.pages):
@@ -207,7 +294,8 @@ def _munmap_incomplete_at_return(system: System, note: UnmapReturned) -> Iterabl
             pte = space.ptes.get(page)
             if pte is not None and pte.vma == vid:
                 holders.append("a PTE")
-            holders += [f"cpu{c.id}'s TLB" for c in system.cpus if (e := c.tlb.get(page)) is not None and e.vma == vid]
+            holders += [f"cpu{c.id}'s TLB" for c in system.cpus
+                        if c.mm == mm and (e := c.tlb.get(page)) is not None and e.vma == vid]
             if holders:
                 out.append(Violation(
                     "munmap-incomplete",

@@ -33,7 +33,7 @@ HEAD: tuple[str, ...] = ("cpu", "addr", "pages", "frame", "vma", "msg_id", "src"
 #: Keys kept when their value is None.
 KEEP_NONE: frozenset[str] = frozenset({"result", "cause"})
 
-LOCKS: tuple[str, ...] = ("mmap_sem", "vma", "rcu", "refcount", "fence")
+LOCKS: tuple[str, ...] = ("mmap_sem", "vma", "rcu", "refcount", "fence", "ptl")
 #: The invariants (the `invariant` of `invariant.violated`), with what violates each.
 INVARIANTS: dict[str, str] = {
     "coherence": "two CPUs can reach different frames for the same virtual page at the same instant",
@@ -45,11 +45,19 @@ INVARIANTS: dict[str, str] = {
                   "VMA no longer live",
     "munmap-incomplete": "munmap (or MAP_FIXED's unmap) has returned while a translation through the unmapped VMA "
                          "still exists",
+    "cow-isolation": "after a fork, a store by one address space reaches a page it no longer maps there (its "
+                     "copy-on-write copy is another page) while another address space still maps it",
+    "tree-uaf": "a CPU walking the VMA tree without RCU used a tree node after its RCU-delayed free (a store replaced "
+                "the node under the walk, and the grace period did not wait for it)",
+    "permissive-pte": "outside a writer operation on that page, a PTE allows an access that the live VMA covering it "
+                      "forbids",
+    "pgtable-uaf": "a fault wrote a PTE into a page-table page free_pgtables had unlinked or freed, or free_pgtables "
+                   "unlinked one that still held a PTE",
     "deadlock": "no step is enabled and a thread is unfinished",
 }
 MODES: tuple[str, ...] = ("read", "write")
 TREE_ENTRIES: tuple[str, ...] = ("vma", "zero", "null")
-SYSCALLS: tuple[str, ...] = ("mmap", "mmap-fixed", "munmap", "mprotect", "madvise")
+SYSCALLS: tuple[str, ...] = ("mmap", "mmap-fixed", "munmap", "mprotect", "madvise", "fork", "mremap", "truncate")
 #: `interrupted`: the run was stopped by SIGINT or SIGTERM (`vmactors.log.sink`).
 OUTCOMES: tuple[str, ...] = ("ok", "violation", "deadlock", "step-limit", "interrupted")
 #: Who may log an event: `cpuN` is any CPU, `sim` the driver, `any` any actor.
@@ -82,6 +90,8 @@ class MemLoad(Event):
     vaddr: int
     reg: str
     value: int
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -96,6 +106,8 @@ class MemStore(Event):
     vma: str
     vaddr: int
     value: int
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -109,6 +121,8 @@ class TlbFill(Event):
     frame: int
     vma: str
     prot: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -120,6 +134,8 @@ class TlbFlush(Event):
     addr: int
     pages: int
     reason: Literal["local", "ipi"]
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -133,6 +149,8 @@ class PteInstall(Event):
     vma: str
     prot: str
     cpu: int | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -145,6 +163,8 @@ class PteZap(Event):
     pages: int
     frame: int
     vma: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -158,6 +178,8 @@ class PteProtect(Event):
     frame: int
     vma: str
     prot: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 # --- faults -------------------------------------------------------------------------------
@@ -173,6 +195,8 @@ class FaultBegin(Event):
     pages: int
     vaddr: int
     access: Literal["load", "store"]
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -185,6 +209,8 @@ class FaultRetry(Event):
     pages: int
     reason: str
     vma: str | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -196,6 +222,8 @@ class FaultSegv(Event):
     addr: int
     pages: int
     reason: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -207,6 +235,8 @@ class FaultEnd(Event):
     addr: int
     pages: int
     vma: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 # --- locks ----------------------------------------------------------------------------------
@@ -253,6 +283,8 @@ class TreeStore(Event):
     pages: int
     entry: Literal["vma", "zero", "null"]
     vma: str | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -264,6 +296,8 @@ class VmaFree(Event):
     pages: int
     vma: str
     cpu: int | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -273,6 +307,57 @@ class VmaDetach(Event):
     DOC: ClassVar[str] = "a writer detached a VMA that is still in the tree (pervma MAP_FIXED)"
     cpu: int
     vma: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
+
+
+@attrs.frozen
+class TreeWalk(Event):
+    NAME: ClassVar[str] = "tree.walk"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = ("a walk of the VMA tree outside RCU (under mmap_lock) across steps: `call` `find_vma_prev` "
+                          "takes a pointer to the tree's node, `mas_prev` reads it again; `node` is what became of "
+                          "it meanwhile (`live`, `dead`: replaced, `freed`: after a grace period)")
+    cpu: int
+    call: Literal["find_vma_prev", "mas_prev"]
+    node: Literal["live", "dead", "freed"]
+    mm: int | None = None
+
+
+@attrs.frozen
+class NodeFree(Event):
+    NAME: ClassVar[str] = "tree.node.free"
+    WHO: ClassVar[Who] = "rcu"
+    DOC: ClassVar[str] = ("the grace period after a maple node was replaced ended: the node is freed (mt_free_rcu); "
+                          "`cpus` are the walks still pointing to it")
+    cpus: list[int]
+    mm: int | None = None
+
+
+@attrs.frozen
+class VmaSetProt(Event):
+    NAME: ClassVar[str] = "vma.prot"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = ("vma_set_page_prot: a new VMA, in the tree since its insertion, gets the protection it was "
+                          "mapped with (`mmap ... prot=`)")
+    cpu: int
+    addr: int
+    pages: int
+    vma: str
+    prot: str
+    mm: int | None = None
+
+
+@attrs.frozen
+class PgtableFree(Event):
+    NAME: ClassVar[str] = "pgtable.free"
+    WHO: ClassVar[Who] = "cpuN"
+    DOC: ClassVar[str] = ("free_pgtables unlinked the page-table page that maps `pages` pages from `addr` (it is freed "
+                          "once the flush is done); only in scenarios with `free_pgtables = true`")
+    cpu: int
+    addr: int
+    pages: int
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -285,6 +370,8 @@ class FrameAlloc(Event):
     pages: int
     frame: int
     vma: str
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -375,12 +462,15 @@ class OpEnd(Event):
 class SyscallBegin(Event):
     NAME: ClassVar[str] = "syscall.begin"
     WHO: ClassVar[Who] = "cpuN"
-    DOC: ClassVar[str] = "a writer syscall starts (`addr`/`pages` unless it is an mmap, whose place is not known yet)"
+    DOC: ClassVar[str] = ("a writer syscall starts (`addr`/`pages` unless it is an mmap, whose place is not known "
+                          "yet, or a fork or truncate, which have no range)")
     cpu: int
     op: str
     text: str
     addr: int | None = None
     pages: int | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 @attrs.frozen
@@ -395,6 +485,8 @@ class SyscallEnd(Event):
     addr: int | None = None
     pages: int | None = None
     vma: str | None = None
+    #: The address space, when it is not the scenario's own (a fork's child).
+    mm: int | None = None
 
 
 # --- messages (rendered from the envelopes in flight) ---------------------------------------------
@@ -473,7 +565,7 @@ class InvariantViolated(Event):
 EVENT_CLASSES: tuple[type[Event], ...] = (
     RunStart, RunEnd, MsgSend, MsgRecv, IpiSend, IpiAck, MemLoad, MemStore, TlbFill, TlbFlush, PteInstall, PteZap,
     PteProtect, FaultBegin, FaultRetry, FaultSegv, FaultEnd, LockWait, LockAcquire, LockRelease, TreeStore, VmaFree,
-    VmaDetach, RcuGpStart, RcuGpEnd, RcuQs, FrameAlloc, FrameFree, SyscallBegin, SyscallEnd, OpBegin, OpEnd,
+    VmaDetach, VmaSetProt, PgtableFree, TreeWalk, NodeFree, RcuGpStart, RcuGpEnd, RcuQs, FrameAlloc, FrameFree, SyscallBegin, SyscallEnd, OpBegin, OpEnd,
     InvariantViolated,
 )
 EVENTS: dict[str, type[Event]] = {cls.NAME: cls for cls in EVENT_CLASSES}
@@ -551,7 +643,7 @@ def choices(cls: type[Event]) -> dict[str, tuple[Any, ...]]:
     >>> choices(TlbFlush)
     {'reason': ('local', 'ipi')}
     >>> choices(LockWait)
-    {'lock': ('mmap_sem', 'vma', 'rcu', 'refcount', 'fence'), 'mode': ('read', 'write')}
+    {'lock': ('mmap_sem', 'vma', 'rcu', 'refcount', 'fence', 'ptl'), 'mode': ('read', 'write')}
     """
     out = _CHOICES.get(cls)
     if out is None:

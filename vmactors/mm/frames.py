@@ -19,6 +19,9 @@ class Frame:
     #: word offset -> value, sorted by offset.
     words: tuple[tuple[int, int], ...] = ()
     state: Literal["free", "in-use"] = "in-use"
+    #: How many address spaces map this anonymous page (page_mapcount): more than one
+    #: after a fork shared it copy-on-write; a write fault then copies it.
+    mapcount: int = 1
 
     def read(self, offset: int) -> int:
         for off, value in self.words:
@@ -30,6 +33,10 @@ class Frame:
         words = dict(self.words)
         words[offset] = value
         return attrs.evolve(self, words=tuple(sorted(words.items())))
+
+    def copy(self, fid: int) -> "Frame":
+        """A copy of this page's contents in frame `fid` (wp_page_copy), mapped once."""
+        return Frame(id=fid, owner=self.owner, fill=self.fill, words=self.words)
 
 
 @attrs.frozen(cache_hash=True)
@@ -56,7 +63,7 @@ class FrameTable:
         frame = self.frames[fid]
         return attrs.evolve(
             self,
-            frames=self.frames.set(fid, attrs.evolve(frame, state="free", owner="")),
+            frames=self.frames.set(fid, attrs.evolve(frame, state="free", owner="", mapcount=1)),
             free=self.free + (fid,),
         )
 

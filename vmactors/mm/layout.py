@@ -8,6 +8,9 @@ WORD = 8
 MMAP_BASE = 0x7F0000000000
 #: Lowest address a mapping may use (Linux's default mmap_min_addr).
 MMAP_MIN = 0x10000
+#: What one page-table page (a PTE page) maps: 512 PTEs, 2 MiB on x86-64.
+PTRS_PER_PTE = 512
+PMD_SIZE = PTRS_PER_PTE * PAGE_SIZE
 
 
 def page_of(addr: int) -> int:
@@ -17,6 +20,20 @@ def page_of(addr: int) -> int:
     '0x7effffffe000'
     """
     return addr - (addr % PAGE_SIZE)
+
+
+def pgtable_of(addr: int) -> int:
+    """The index of the page-table page that holds the PTE for `addr` (its 2 MiB slot).
+
+    >>> pgtable_of(0x7effffe00000) == pgtable_of(0x7effffffffff), pgtable_of(0x7effffdff000) + 1 == pgtable_of(0x7effffe00000)
+    (True, True)
+    """
+    return addr // PMD_SIZE
+
+
+def pgtable_range(index: int) -> tuple[int, int]:
+    """[start, end) of the addresses page-table page `index` maps."""
+    return index * PMD_SIZE, (index + 1) * PMD_SIZE
 
 
 def page_range(start: int, pages: int) -> range:

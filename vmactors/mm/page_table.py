@@ -14,6 +14,10 @@ class Pte:
     prot: str
     vma: str
     owner: str
+    #: The anonymous page may be shared copy-on-write with another address space (a
+    #: fork wrote-protected it; the page is not PageAnonExclusive): a write fault
+    #: copies it unless this address space is the last to map it.
+    cow: bool = False
 
 
 #: A TLB entry is a cached PTE: the same four facts, owned by one CPU.

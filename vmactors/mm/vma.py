@@ -41,6 +41,8 @@ class Vma:
     fill: int = 0
     prot: str = "rw"
     state: VmaState = "live"
+    #: VM_GROWSDOWN (a stack): a fault in the gap just below it expands it down.
+    growsdown: bool = False
 
     @property
     def pages(self) -> int:
@@ -50,6 +52,9 @@ class Vma:
         """Who owns the frame behind virtual page `page` of this VMA."""
         if self.kind == "file":
             return f"file:{self.file}:{(page - self.start) // PAGE_SIZE}"
+        if self.growsdown:
+            # Counted from the top: a stack's pages keep their owner as it grows down.
+            return f"{self.owner}:-{(self.end - page) // PAGE_SIZE}"
         return f"{self.owner}:{(page - self.start) // PAGE_SIZE}"
 
     def covers(self, addr: int) -> bool:

@@ -60,6 +60,21 @@ class VmaTree:
         entry = self.load(addr)
         return entry if isinstance(entry, str) else None
 
+    def next_entry(self, addr: int) -> tuple[int, int, Entry] | None:
+        """The first entry starting above `addr` ((start, end, entry)), or None."""
+        i = bisect.bisect_right(self.starts, addr)
+        return (self.starts[i], self.ends[i], self.entries[i]) if i < len(self.starts) else None
+
+    def prev_entry(self, addr: int) -> tuple[int, int, Entry] | None:
+        """The last entry ending at or below `addr`, or None.
+
+        >>> t = VmaTree().store(0x20000, 0x21000, "A").store(0x30000, 0x31000, "S")
+        >>> t.prev_entry(0x2f000)[2], t.next_entry(0x2f000)[2], t.next_entry(0x30000)
+        ('A', 'S', None)
+        """
+        i = bisect.bisect_right(self.ends, addr) - 1
+        return (self.starts[i], self.ends[i], self.entries[i]) if i >= 0 else None
+
     def items(self, start: int = 0, end: int = 1 << 64) -> Iterator[tuple[int, int, Entry]]:
         """Entries overlapping [start, end), clipped to it, in address order."""
         i = max(bisect.bisect_right(self.starts, start) - 1, 0)

@@ -25,7 +25,9 @@ from ..policies.wilcox import rcu_lookup
 def _fault_start_refcounted(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
     """wilcox's lookup, then the refcounted path whatever the VMA's kind."""
     vma = rcu_lookup(k, t)
-    return EXIT if vma is None else goto(t, "get_ref", vma=vma.id, holds=("rcu",))
+    if vma is None or isinstance(vma, FaultTask):  # segv, or a stack to expand first
+        return EXIT if vma is None else vma
+    return goto(t, "get_ref", vma=vma.id, holds=("rcu",))
 
 
 def _no_map_pages() -> Policy:

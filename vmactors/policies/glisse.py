@@ -36,7 +36,7 @@ from ..ids import MmId, cpu
 from ..log.schema import LockRelease, LockWait
 from ..mm.layout import PAGE_SIZE
 from ..mm.world import World
-from .common import TASK_FRAMES, flush_phase
+from .common import PGTABLE_PINS, TASK_FRAMES, flush_phase
 from .wilcox import WILCOX, WilcoxKnobs, after_lookup, free_frames, leave_rcu, put_vma, rcu_lookup
 
 
@@ -106,6 +106,8 @@ def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str
     vma = rcu_lookup(k, t)
     if vma is None:
         return EXIT
+    if isinstance(vma, FaultTask):
+        return vma  # a stack to expand first
     fences: tuple[Fence, ...] = k.policy_get(FENCES, ())
     for i, f in enumerate(fences):
         if f.start < vma.end and vma.start < f.end and f.owner != k.id:
@@ -118,6 +120,7 @@ def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str
 
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     free_frames(k, t)
+    k.free_pgtable_pages(t.pgtables)
     open_fence(k)
     return goto(t, "put", frames=())
 
@@ -147,8 +150,8 @@ PROTOCOL = (
             doc="tree owner stores NULL and fences the range in one step; VMAs detached"),
         _wilcox.phase("munmap", "zap"),
         flush_phase("free"),
-        Phase("free", munmap_free, ("put",), "free the frames; take the fence down, waking waiting faults",
-              sends=(FenceOpen,), writes=(TASK_FRAMES, FENCE)),
+        Phase("free", munmap_free, ("put",), "free the frames and the unlinked page-table pages; take the fence "
+              "down, waking waiting faults", sends=(FenceOpen,), writes=(TASK_FRAMES, FENCE, PGTABLE_PINS)),
         _wilcox.phase("munmap", "put"),
     )))
     .replace("mmap_fixed", "update", doc="tree owner stores the new VMA and fences the range in one step")

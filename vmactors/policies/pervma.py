@@ -29,6 +29,32 @@ Kernel sources modelled (torvalds/linux, v6.15):
   mapping straight away; readers rely on the rechecks above, not on a grace period.
 - `mm/vma.c` `__mmap_region()` / `vma_link()`: a new VMA is write-locked before it
   enters the tree ("mm: always lock new vma before inserting into vma tree", 2023).
+- `mm/mmap_lock.c` `lock_mm_and_find_vma()` (6.5+, the StackRot fix merged as
+  9471f1f2f502 for 6.5 and backported to 6.1.37, 6.3.11 and 6.4.1): a fault below a
+  VM_GROWSDOWN VMA drops the read lock, takes `mmap_write_lock`, looks again
+  (`find_vma_prev`) and expands the stack (`expand_stack_locked`), then downgrades.
+  6.1-6.4 expanded under the read lock (`find_extend_vma`); the maple tree, in RCU
+  mode since 3dd4432549415f (6.3, backported to 6.1.y: the fix for a syzbot report
+  of such an expansion rewriting a node under readers), then replaced the node a
+  concurrent `find_vma_prev` under the read lock was walking and freed it after a
+  grace period that walk did not hold (CVE-2023-3269, StackRot; the ablation
+  `pervma-stack-read-lock`). The model does not write-lock the stack VMA first
+  (c137381f71ae): a per-VMA fault on it sees its start before or after, in one step.
+- `kernel/fork.c` `dup_mmap()` (fb49c455323f "fork: lock VMAs of the parent process
+  when forking", 6.5-rc1, backported to 6.4.y): `vma_start_write()` on each parent VMA
+  before `copy_page_range()` write-protects its PTEs, so no parent fault runs under a
+  per-VMA lock until `flush_tlb_mm()` and `mmap_write_unlock()`; without it a parent
+  write fault could copy a page (`wp_page_copy`) while another parent CPU still held
+  a writable TLB entry to it, whose stores the child then saw (the ablation
+  `pervma-fork-no-vma-lock`).
+- `mm/mmap.c` `mmap_region()` (33313a747e81 "mm: lock newly mapped VMA which can be
+  modified after it becomes visible" and 1c7873e33645, 6.5-rc1, backported to 6.4.y; then "always lock
+  new vma before inserting into vma tree"): the new VMA is write-locked before
+  `vma_iter_store`, because `vma_set_page_prot()` and other changes follow the
+  insertion; without it (the ablation `pervma-no-born-lock`) a fault under the
+  per-VMA lock maps the page with the protection the VMA had before.
+- `mm/mremap.c`, `kernel/fork.c`: mremap and fork take `mmap_write_lock` and
+  `vma_start_write` on the VMAs they change; `mm/truncate.c` takes neither.
 - `mm/vma.c` `__mmap_region()` with MAP_FIXED over a live range: the old VMAs are
   write-locked and detached and their PTEs zapped and flushed
   (`vms_clean_up_area`) while they are still in the tree; then the new VMA is
@@ -57,9 +83,14 @@ from ..actors.effects import Effects
 from ..actors.footprint import Footprint
 from ..actors.kernel import Kernel, check_access
 from ..actors.messages import (
+    Flush,
+    PteUnlock,
+    WakeUpNewTask,
     Downgrade,
     DownRead,
     DownReadTrylock,
+    Expand,
+    MaFreeRcu,
     Message,
     Protect,
     StoreVma,
@@ -73,13 +104,29 @@ from ..actors.messages import (
 from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, Scope, View, goto, wait
 from ..actors.policy import NoTreeHooks, Policy
 from ..actors.tasks import FaultTask, SyscallTask
-from ..ids import MM0, MMAP_SEM, TREE, MmId, cpu
+from ..ids import MM0, MMAP_SEM, RCU, TREE, MmId, cpu
 from ..log.schema import FaultRetry, LockAcquire, LockRelease, LockWait, VmaDetach, VmaFree
 from ..mm.vma import Vma
-from ..mm.world import World
+from ..mm.world import Pin, World
 from .common import (
+    ALLOC_WRITES,
+    COW_DOC,
+    COW_WRITES,
+    INSTALL_DOC,
+    ONLY_AFTER_FORK,
+    install_or_wait,
     FRESH_FRAME,
     INSTALL_WRITES,
+    PGTABLE_BOUNDS,
+    PGTABLE_PINS,
+    ZAP_WRITES,
+    fault_under_mmap_sem,
+    fork_path,
+    fork_return,
+    free_pgtables_phase,
+    mremap_path,
+    truncate_path,
+    zap_then,
     OLD_VMAS,
     PAGE_PTE,
     RANGE_PTES,
@@ -108,6 +155,12 @@ class PerVmaKnobs:
     #: After taking a VMA object's read lock, recheck that it still maps the address
     #: (its range; its mm) — the object may have been freed and reused meanwhile.
     recheck: bool = True
+    #: A fault expands a stack only under mmap_write_lock (6.5+, the StackRot fix);
+    #: the ablation expands under the read lock, as 6.1-6.4.
+    expand_write_lock: bool = True
+    #: fork write-locks every parent VMA before it copies their page tables
+    #: (fb49c455323f); the ablation does not.
+    fork_vma_lock: bool = True
 
 
 # --- this design's own records ---------------------------------------------------------------------
@@ -167,7 +220,21 @@ def free_vma(k: Kernel, vma_id: str) -> None:
 class BornLocked(NoTreeHooks):
     """A new VMA takes the last freed object, if any, and is write-locked before it
     enters the tree ("mm: always lock new vma before inserting into vma tree") until
-    the writer's mmap_write_unlock."""
+    the writer's mmap_write_unlock (`lock_new` false: the ablation, not locked).
+
+    The tree is a maple tree in RCU mode: a store that replaces a node (a stack
+    expansion that consumes a gap, under the read lock in 6.1-6.4) leaves the walks
+    other CPUs hold on it pointing to a dead node, freed after a grace period
+    (ma_free_rcu)."""
+
+    def __init__(self, lock_new: bool = True) -> None:
+        self.lock_new = lock_new
+
+    def node_replaced(self, fx: Effects, mm: MmId, who: int) -> None:
+        held = [c for c, pin in sorted(fx.pins(mm, "node").items()) if c != who and pin.state == "live"]
+        for c in held:
+            fx.set_pin(mm, "node", c, Pin(None, "dead"))
+        fx.send(RCU, MaFreeRcu(cpus=tuple(held), mm=mm))
 
     def vma_created(self, fx: Effects, mm: MmId, vma: Vma) -> None:
         free: tuple[str, ...] = fx.policy_get(mm, FREE_OBJS, ())
@@ -176,10 +243,13 @@ class BornLocked(NoTreeHooks):
             fx.policy_set(mm, FREE_OBJS, free[:-1] or None)
             fx.policy_set(mm, ("obj", obj), vma.id if vma.id != obj else None)
             fx.policy_set(mm, ("obj_of", vma.id), obj if obj != vma.id else None)
-        locked: frozenset[str] = fx.policy_get(mm, WRITE_LOCKED, frozenset())
-        fx.policy_set(mm, WRITE_LOCKED, locked | {vma.id})
+        if self.lock_new:
+            locked: frozenset[str] = fx.policy_get(mm, WRITE_LOCKED, frozenset())
+            fx.policy_set(mm, WRITE_LOCKED, locked | {vma.id})
 
     def tree_footprint(self, world: World, mm: MmId, msg: TreeRequest) -> Footprint:
+        if isinstance(msg, Expand):
+            return Footprint.of(writes=[fp.pin(mm, kind, c) for kind, c in world.mm(mm).pins if kind == "node"])
         objs = [fp.policy(mm, WRITE_LOCKED), fp.policy(mm, FREE_OBJS)]
         request = getattr(msg, "request", None)
         free: tuple[str, ...] = world.mm(mm).policy.get(FREE_OBJS, ())  # type: ignore[assignment]
@@ -229,12 +299,22 @@ def _anon_vma(v: View) -> Iterable[fp.Obj]:
     return [fp.policy(v.cpu.mm, anon_vma_key(vid))] if vid is not None else []
 
 
+def lock_ranges(t: SyscallTask) -> tuple[tuple[int, int], ...]:
+    """The ranges whose VMAs a writer write-locks: fork, every VMA; mremap, the old
+    range and the destination's; others, their range."""
+    if t.op == "fork":
+        return ((0, 1 << 64),)
+    assert t.start is not None
+    if t.dest is not None:
+        return ((t.start, t.end), (t.dest, t.dest_end))
+    return ((t.start, t.end),)
+
+
 def _range_readers(v: View) -> Iterable[fp.Obj]:
     t = v.syscall
-    assert t.start is not None
     space = v.world.mm(v.cpu.mm)
     out: list[fp.Obj] = []
-    for vid in space.tree.vma_ids(t.start, t.end):
+    for vid in (vid for s, e in lock_ranges(t) for vid in space.tree.vma_ids(s, e)):
         obj = space.policy.get(("obj_of", vid), vid)
         out += [fp.policy(v.cpu.mm, ("obj_of", vid)), fp.policy(v.cpu.mm, readers_key(obj)),  # type: ignore[arg-type]
                 fp.policy(v.cpu.mm, drain_key(obj))]  # type: ignore[arg-type]
@@ -341,16 +421,24 @@ def fault_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
     return alloc_for_fault(k, t, "install")
 
 
-def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> str:
+def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
     assert t.vma is not None and t.obj is not None
-    k.install_for_fault(k.vma(t.vma), t)
+    waiting = install_or_wait(k, t, k.vma(t.vma), "cow")
+    if waiting is not None:
+        return waiting
     vma_end_read(k, t.obj)
     k.fault_done(t)
     return EXIT
 
 
-def mm_lookup(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
-    return find_vma_locked(k, t, "mm_alloc")
+def fault_cow(k: Kernel, t: FaultTask, msg: Message | None) -> str:
+    assert t.vma is not None and t.obj is not None
+    k.finish_wp_copy(k.vma(t.vma), t)
+    vma_end_read(k, t.obj)
+    k.fault_done(t)
+    return EXIT
+
+
 
 
 def mm_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
@@ -361,23 +449,17 @@ def mm_alloc(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
     return alloc_for_fault(k, t, "mm_install")
 
 
-def mm_install(k: Kernel, t: FaultTask, msg: Message | None) -> str:
-    assert t.vma is not None
-    k.install_for_fault(k.vma(t.vma), t)
-    k.send(MMAP_SEM, UpRead(mm=k.mm))
-    k.fault_done(t)
-    return EXIT
 
 
 # --- writers ------------------------------------------------------------------------------------------
 
 
 def vma_start_write(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
-    """Write-lock every VMA in the range; wait for the first one with readers to
-    drain (re-entered after each `drained`)."""
-    assert t.start is not None
+    """Write-lock every VMA in the range (`lock_ranges`); wait for the first one with
+    readers to drain (re-entered after each `drained`)."""
     locked = write_locked(k)
-    for vid in k.tree().vma_ids(t.start, t.end):
+    tree = k.tree()
+    for vid in (vid for s, e in lock_ranges(t) for vid in tree.vma_ids(s, e)):
         if vid not in locked:
             locked = locked | {vid}
             set_write_locked(k, locked)
@@ -429,13 +511,13 @@ def munmap_downgrade(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallT
 
 
 def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    assert t.start is not None
-    return goto(t, "flush", frames=k.zap_range(t.start, t.pages))
+    return zap_then(k, t, "flush")
 
 
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
     for fid in t.frames:
         k.free_frame(fid)
+    k.free_pgtable_pages(t.pgtables)
     for vid in t.old:
         set_write_locked(k, write_locked(k) - {vid})
         free_vma(k, vid)
@@ -497,6 +579,60 @@ def mprotect_release(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
     return EXIT
 
 
+def _fork_write_lock(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
+    """fb49c455323f: every parent VMA is write-locked before its PTEs are
+    write-protected (pervma-fork-no-vma-lock: none is)."""
+    if not k.knobs(PerVmaKnobs).fork_vma_lock:
+        return goto(t, "dup")
+    return vma_start_write(k, t, "dup")
+
+
+def fork_release(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    """mmap_write_unlock of the parent (its VMA write locks go) and of the child (the
+    copies were born write-locked); the child's threads start."""
+    assert t.child is not None
+    write_unlock(k)
+    k.fx.policy_set(MmId(t.child), WRITE_LOCKED, None)
+    return fork_return(k, t)
+
+
+def _child_locks(v: View) -> Iterable[fp.Obj]:
+    t = v.syscall
+    return [fp.policy(MmId(t.child), WRITE_LOCKED)] if t.child is not None else []
+
+
+CHILD_LOCKS = Access("child's vma write locks", _child_locks, lambda s: [("policy", None, WRITE_LOCKED)])
+
+
+def mremap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    for fid in t.frames:
+        k.free_frame(fid)
+    for vid in t.old:
+        set_write_locked(k, write_locked(k) - {vid})
+        free_vma(k, vid)
+    write_unlock(k)
+    k.syscall_return(goto(t, "free", frames=()), t.old)
+    return EXIT
+
+
+
+
+def expand_write_lock(k: Kernel) -> bool:
+    return k.knobs(PerVmaKnobs).expand_write_lock
+
+
+def _mm_path() -> tuple[Phase, ...]:
+    """lock_mm_and_find_vma and the fault under mmap_lock (common), its allocation
+    step preparing the anon_vma."""
+    out = []
+    for ph in fault_under_mmap_sem("mm_", expand_write_lock, walks_nodes=True):
+        if ph.name == "mm_alloc":
+            ph = ph.replace(handler=mm_alloc, writes=ph.writes + (ANON_VMA,),
+                            doc="prepare the anon_vma if a first write needs it; page-cache lookup or page allocation")
+        out.append(ph)
+    return tuple(out)
+
+
 FREE_WRITES = (TASK_FRAMES, OLD_VMAS, FREED_OBJS)
 
 PROTOCOL = ProtocolTable((
@@ -515,19 +651,14 @@ PROTOCOL = ProtocolTable((
               "VM_FAULT_RETRY (vma_end_read), fall back", sends=(UpRead, DownRead, Drained),
               reads=(OBJ,), writes=(ANON_VMA, OBJ_READERS)),
         Phase("alloc", fault_alloc, ("install",), "page-cache lookup or page allocation",
-              reads=(PAGE_PTE, TASK_VMA), writes=(FRESH_FRAME,)),
-        Phase("install", fault_install, (EXIT,),
-              "page-table lock: set the PTE; vma_end_read (the last reader wakes a waiting writer)",
-              sends=(Drained,), reads=(TASK_VMA, OBJ), writes=INSTALL_WRITES + (OBJ_READERS,)),
-        Phase("mm_lookup", mm_lookup, ("mm_alloc", EXIT),
-              "lock_mm_and_find_vma under mmap_lock for read (waits for a writer); none or forbidden: up_read, "
-              "SIGSEGV", sends=(UpRead,), reads=(TREE_READ, VMA_AT_ADDR)),
-        Phase("mm_alloc", mm_alloc, ("mm_install",),
-              "prepare the anon_vma if a first write needs it; page-cache lookup or page allocation",
-              reads=(PAGE_PTE, TASK_VMA), writes=(FRESH_FRAME, ANON_VMA)),
-        Phase("mm_install", mm_install, (EXIT,), "page-table lock: set the PTE unless one is there; up_read",
-              sends=(UpRead,), reads=(TASK_VMA,), writes=INSTALL_WRITES),
-    )),
+              reads=(PAGE_PTE, TASK_VMA), writes=ALLOC_WRITES),
+        Phase("install", fault_install, ("install", "cow", EXIT),
+              INSTALL_DOC + "; vma_end_read (the last reader wakes a waiting writer)",
+              sends=(Drained, Flush), reads=(TASK_VMA, OBJ), writes=INSTALL_WRITES + (OBJ_READERS,),
+              only=ONLY_AFTER_FORK),
+        Phase("cow", fault_cow, (EXIT,), COW_DOC + "; vma_end_read", sends=(Drained, PteUnlock),
+              reads=(TASK_VMA, OBJ), writes=COW_WRITES + (OBJ_READERS,), feature="fork"),
+    ) + _mm_path()),
     Path("munmap", (
         writer_start("write_lock", "mmap_write_lock"),
         _write_lock_phase("update"),
@@ -537,18 +668,21 @@ PROTOCOL = ProtocolTable((
         Phase("downgrade", munmap_downgrade, ("zap",),
               "mmap_write_downgrade: faults may take mmap_lock for read (and SIGSEGV) from now on",
               sends=(Downgrade,)),
-        Phase("zap", munmap_zap, ("flush",), "zap the PTEs", writes=(RANGE_PTES,)),
+        Phase("zap", munmap_zap, ("flush", "free_pgtables"), "zap the PTEs; free_pgtables reads its bounds",
+              reads=(PGTABLE_BOUNDS,), writes=ZAP_WRITES),
+        free_pgtables_phase("flush"),
         flush_phase("free"),
         Phase("free", munmap_free, (EXIT,),
-              "free the frames, then the VMAs (their objects back to the slab at once); mmap_read_unlock; return",
-              sends=(UpRead,), writes=FREE_WRITES + (WRITE_LOCKS,) + RETURN_WRITES),
+              "free the frames, the unlinked page-table pages, then the VMAs (their objects back to the slab at "
+              "once); mmap_read_unlock; return",
+              sends=(UpRead,), writes=FREE_WRITES + (WRITE_LOCKS, PGTABLE_PINS) + RETURN_WRITES),
     )),
     Path("mmap_fixed", (
         writer_start("write_lock", "mmap_write_lock"),
         _write_lock_phase("detach"),
         Phase("detach", map_fixed_detach, ("zap",), "detach the old VMAs, still in the tree",
               reads=(TREE_READ,), writes=(RANGE_VMAS, WRITERS)),
-        Phase("zap", map_fixed_zap, ("flush",), "zap the old PTEs", writes=(RANGE_PTES,)),
+        Phase("zap", map_fixed_zap, ("flush",), "zap the old PTEs", writes=ZAP_WRITES),
         flush_phase("store"),
         Phase("store", map_fixed_store, ("done",), "free the old frames; tree owner stores the new VMA",
               sends=(StoreVma,), writes=(TASK_FRAMES,)),
@@ -569,8 +703,23 @@ PROTOCOL = ProtocolTable((
     mmap_path(
         done=Phase("done", mmap_unlock_done, (EXIT,), "mmap_write_unlock (the new VMA's write lock goes too); "
                    "return the address", sends=(UpWrite,), writes=(WRITE_LOCKS,) + RETURN_WRITES),
-        insert_doc="tree owner places and stores the new VMA, write-locked, in the last freed VMA object"),
+        insert_doc="tree owner places and stores the new VMA, write-locked, in the last freed VMA object",
+        set_prot_after_insert=True),
     madvise_path(),
+    fork_path(
+        lock=(Phase("write_lock", _fork_write_lock, ("write_lock", "dup"),
+                    "vma_start_write on every parent VMA, waiting for its readers (fb49c455323f; "
+                    "pervma-fork-no-vma-lock: none)", reads=(TREE_READ, RANGE_READERS),
+                    writes=(WRITE_LOCKS, RANGE_READERS)),),
+        release=Phase("release", fork_release, (EXIT,), "mmap_write_unlock of the parent and of the child (every "
+                      "VMA write lock goes); wake_up_new_task; return", sends=(UpWrite, WakeUpNewTask),
+                      writes=(WRITE_LOCKS, CHILD_LOCKS) + RETURN_WRITES)),
+    mremap_path(lambda k: True,
+                Phase("free", mremap_free, (EXIT,), "free the destination's old frames and the old VMAs (objects back "
+                      "to the slab); mmap_write_unlock; return", sends=(UpWrite,),
+                      writes=FREE_WRITES + (WRITE_LOCKS,) + RETURN_WRITES),
+                lock=(_write_lock_phase("update"),), start_doc="mmap_write_lock"),
+    truncate_path(),
 ))
 
 def rename_record(key: Hashable, record: Hashable, ren: Mapping[int, int]) -> Hashable:
@@ -598,12 +747,22 @@ PERVMA = Policy(
             "rw_semaphore and freed VMAs with call_rcu"),
     differences=MODEL_DIFFERENCES + (
         "MADV_DONTNEED takes mmap_lock for read, as in 6.15 (later kernels may use the per-VMA lock)",
-        "lock_mm_and_find_vma does not expand a stack (no grows-down mappings yet)",
-        "a VMA object is reused only within the same address space (one mm per scenario)",
+        "a VMA object is reused only within the same address space (each mm has its own free objects)",
+        "stack expansion does not write-lock the stack VMA first (c137381f71ae): the VMA's new start is one step",
     ),
 )
 
 ABLATIONS = (
+    PERVMA.ablation("pervma-stack-read-lock", "ablation of pervma: a fault expands a stack under mmap_read_lock, as "
+                    "6.1-6.4 did before the StackRot fix; a walk of the maple tree under the read lock can use a node "
+                    "freed after a grace period (CVE-2023-3269; trips tree-uaf)",
+                    config=PerVmaKnobs(expand_write_lock=False)),
+    PERVMA.ablation("pervma-fork-no-vma-lock", "ablation of pervma: fork does not write-lock the parent's VMAs, as 6.4.0 "
+                    "before fb49c455323f; a parent write fault copies a page while another CPU still writes it "
+                    "through a stale TLB entry (trips cow-isolation)", config=PerVmaKnobs(fork_vma_lock=False)),
+    PERVMA.ablation("pervma-no-born-lock", "ablation of pervma: a new VMA enters the tree unlocked, as before 33313a747e81; "
+                    "a per-VMA fault maps it before vma_set_page_prot made its protection final (trips permissive-pte)",
+                    hooks=BornLocked(lock_new=False)),
     PERVMA.ablation("pervma-no-vma-recheck", "ablation of pervma: after taking a VMA object's read lock, no recheck "
                     "that it still maps the address, though the object may have been reused (trips wrong-vma)",
                     config=PerVmaKnobs(recheck=False)),

@@ -15,6 +15,12 @@
   tree's one reference): the tree holds one, each `fault`-path fault one; whoever
   drops the last hands the VMA to `call_rcu`.
 
+Beyond the proposal (it says nothing of them): a fault below a grows-down VMA takes
+the writers' lock and lets the tree owner expand the stack, then retries; fork and
+mremap run under the writers' lock to the end, and fork's parent faults, which take
+no lock, race its copy-on-write setup (`fork-vs-per-vma-locks`: what Linux met with
+per-VMA locks, fb49c455323f); munmap frees page-table pages in its zap step.
+
 Seed message: "While one thread is calling mmap(MAP_FIXED), two other threads which
 are accessing the same address may see different data from each other ... I believe
 this is OK" — the `coherence` invariant is what Glisse objects to.
@@ -29,7 +35,22 @@ import attrs
 
 from ..actors import footprint as fp
 from ..actors.kernel import Kernel, check_access
-from ..actors.messages import CallRcu, ClearZero, Flush, FlushDone, MapFixed, Message, Protect, TreeDone, Unmap, UpWrite
+from ..actors.messages import (
+    CallRcu,
+    ClearZero,
+    DownWrite,
+    Expand,
+    Flush,
+    FlushDone,
+    Grant,
+    MapFixed,
+    Message,
+    Protect,
+    PteUnlock,
+    TreeDone,
+    Unmap,
+    UpWrite,
+)
 from ..actors.phases import EXIT, START, Access, Path, Phase, ProtocolTable, Scope, View, goto, wait
 from ..actors.policy import Policy
 from ..actors.tasks import FaultTask, SyscallTask
@@ -37,6 +58,24 @@ from ..ids import MMAP_SEM, RCU, TREE
 from ..log.schema import FaultRetry, LockAcquire, LockRelease
 from ..mm.vma import Vma
 from .common import (
+    COW_DOC,
+    COW_WRITES,
+    INSTALL_DOC,
+    ONLY_AFTER_FORK,
+    install_or_wait,
+    ALLOC_WRITES,
+    FREE_PGTABLES_NOW,
+    PGTABLE_PINS,
+    STACK_VMAS,
+    TASK_STACK,
+    ZAP_WRITES,
+    fork_path,
+    grew,
+    mremap_path,
+    pgtable_bounds,
+    request_expand,
+    stack_below,
+    truncate_path,
     FRESH_FRAME,
     INSTALL_WRITES,
     OLD_VMAS,
@@ -129,26 +168,47 @@ def leave_rcu(k: Kernel) -> None:
 
 def retry(k: Kernel, t: FaultTask, reason: str) -> FaultTask:
     k.emit(FaultRetry(cpu=k.id, addr=t.page, pages=1, vma=t.vma, reason=reason))
-    return goto(t, START, vma=None, frame=None, fresh=False, holds=())
+    return goto(t, START, vma=None, frame=None, fresh=False, holds=(), cow_from=None)
 
 
 def attached(k: Kernel, vma_id: str) -> bool:
     return not k.knobs(WilcoxKnobs).recheck or k.vma(vma_id).state == "live"
 
 
-def rcu_lookup(k: Kernel, t: FaultTask) -> Vma | None:
+def rcu_lookup(k: Kernel, t: FaultTask) -> Vma | FaultTask | None:
     """rcu_read_lock; find_vma in the published tree. NULL, ZERO or a VMA that forbids
-    the access: leave RCU and SIGSEGV (None)."""
+    the access: leave RCU and SIGSEGV (None) — unless a grows-down VMA above can expand
+    down to the address: then leave RCU and take the writers' lock to expand it (the
+    task, waiting for the grant)."""
     if not k.cpu.rcu_nesting:
         k.rcu_read_lock()
         k.emit(LockAcquire(cpu=k.id, lock="rcu", mode="read"))
     vma = k.find_vma(t.vaddr)
+    if vma is None:
+        stack = stack_below(k, t)
+        if stack is not None:
+            leave_rcu(k)
+            k.send(MMAP_SEM, DownWrite(mm=k.mm))
+            return wait(t, "stack", Grant, stack=stack.id, holds=())
     why = check_access(vma, t.access)
     if why is not None:
         leave_rcu(k)
         k.segv(t, why)
         return None
     return vma
+
+
+def fault_stack(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    """Under the writers' lock: the tree owner expands the stack (rechecking the gap)."""
+    return request_expand(k, t, "expanded")
+
+
+def fault_expanded(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
+    """Release the writers' lock and take the fault again from the lookup (grown or not:
+    a stack that could not grow leaves the lookup nothing but SIGSEGV)."""
+    grew(msg)
+    k.send(MMAP_SEM, UpWrite(mm=k.mm))
+    return goto(t, START, stack=None)
 
 
 def after_lookup(t: FaultTask, vma: Vma) -> FaultTask:
@@ -158,7 +218,9 @@ def after_lookup(t: FaultTask, vma: Vma) -> FaultTask:
 
 def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str:
     vma = rcu_lookup(k, t)
-    return EXIT if vma is None else after_lookup(t, vma)
+    if vma is None:
+        return EXIT
+    return vma if isinstance(vma, FaultTask) else after_lookup(t, vma)
 
 
 def fault_map_pages(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask:
@@ -173,7 +235,10 @@ def fault_install_rcu(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask
     if not attached(k, t.vma):
         leave_rcu(k)
         return retry(k, t, f"vma {t.vma} detached")
-    k.install_for_fault(vma, t)
+    waiting = k.ptl_wait(t)
+    if waiting is not None:
+        return waiting  # a page-table lock held across a shootdown (mremap's), still under RCU
+    k.install_for_fault(vma, t)  # a file page: never copy-on-write
     leave_rcu(k)
     k.fault_done(t)
     return EXIT
@@ -204,7 +269,17 @@ def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | s
             k.free_frame(t.frame)
         put_vma(k, t.vma)
         return retry(k, t, f"vma {t.vma} detached")
-    k.install_for_fault(vma, t)
+    waiting = install_or_wait(k, t, vma, "cow")
+    if waiting is not None:
+        return waiting
+    put_vma(k, t.vma)
+    k.fault_done(t)
+    return EXIT
+
+
+def fault_cow(k: Kernel, t: FaultTask, msg: Message | None) -> str:
+    assert t.vma is not None
+    k.finish_wp_copy(k.read_vma(t.vma), t)
     put_vma(k, t.vma)
     k.fault_done(t)
     return EXIT
@@ -213,13 +288,17 @@ def fault_install(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | s
 # --- writers -------------------------------------------------------------------------------------
 
 
-def zap_and_release(k: Kernel, t: SyscallTask) -> SyscallTask:
-    """Zap the PTEs, then release the writers' lock: the flush and the frees run
+def zap_and_release(k: Kernel, t: SyscallTask, free_pgtables: bool = False) -> SyscallTask:
+    """Zap the PTEs (munmap: free_pgtables too, in the same step, where page-table
+    pages are modelled), then release the writers' lock: the flush and the frees run
     outside the writers' serialisation."""
     assert t.start is not None
     frames = k.zap_range(t.start, t.pages)
+    unlinked: tuple[int, ...] = ()
+    if free_pgtables and k.fx.pgtables(k.mm) is not None:
+        unlinked = k.free_pgtables(t.start, t.pages, *pgtable_bounds(k, t))
     k.send(MMAP_SEM, UpWrite(mm=k.mm))
-    return goto(t, "flush", frames=frames)
+    return goto(t, "flush", frames=frames, pgtables=unlinked)
 
 
 def flush(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
@@ -240,7 +319,7 @@ def munmap_update(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask
 
 
 def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    return take_old(t, msg, "zap") or zap_and_release(k, t)
+    return take_old(t, msg, "zap") or zap_and_release(k, t, free_pgtables=True)
 
 
 def munmap_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask | str:
@@ -273,6 +352,7 @@ def free_frames(k: Kernel, t: SyscallTask) -> None:
 
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
     free_frames(k, t)
+    k.free_pgtable_pages(t.pgtables)
     return goto(t, "clear" if k.knobs(WilcoxKnobs).zero_entry else "put", frames=())
 
 
@@ -339,30 +419,46 @@ def mprotect_put(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
     return EXIT
 
 
+def mremap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
+    free_frames(k, t)
+    for vid in t.old:
+        put_vma(k, vid)
+    k.send(MMAP_SEM, UpWrite(mm=k.mm))
+    k.syscall_return(goto(t, "free", frames=()), t.old)
+    return EXIT
+
+
 #: A dropped reference may free the VMA at once (the wilcox-no-grace ablation).
 PUT_WRITES = (OLD_REFS, OLD_VMAS)
 FAULT_PUT_WRITES = (TASK_REF, TASK_VMA)
 
 FAULT = Path("fault", (
-    Phase(START, fault_start, ("map_pages", "get_ref", EXIT),
-          "rcu_read_lock; find_vma in the published tree (NULL or ZERO: SIGSEGV); file -> map_pages, anon -> get_ref",
-          reads=(TREE_READ, VMA_AT_ADDR)),
+    Phase(START, fault_start, ("map_pages", "get_ref", "stack", EXIT),
+          "rcu_read_lock; find_vma in the published tree (NULL or ZERO: SIGSEGV, unless a grows-down VMA above can "
+          "expand: rcu_read_unlock, take the writers' lock); file -> map_pages, anon -> get_ref",
+          sends=(DownWrite,), reads=(TREE_READ, VMA_AT_ADDR, STACK_VMAS), only=(("stack", (DownWrite,)),)),
+    Phase("stack", fault_stack, ("expanded",), "with the writers' lock: the tree owner expands the stack",
+          sends=(Expand,), reads=(TASK_STACK,), feature="stack"),
+    Phase("expanded", fault_expanded, (START,), "release the writers' lock; take the fault again",
+          sends=(UpWrite,), feature="stack"),
     Phase("map_pages", fault_map_pages, ("install_rcu",),
           "rcu_map_pages: look the page up in the page cache, still under RCU, no reference",
           reads=(TASK_VMA,), writes=(FRESH_FRAME,)),
-    Phase("install_rcu", fault_install_rcu, (START, EXIT),
-          "page-table lock: recheck the VMA is attached (else retry), set the PTE; rcu_read_unlock",
-          reads=(TASK_VMA,), writes=INSTALL_WRITES),
+    Phase("install_rcu", fault_install_rcu, ("install_rcu", START, EXIT),
+          "page-table lock (waiting while another CPU holds it across a shootdown): recheck the VMA is attached "
+          "(else retry), set the PTE; rcu_read_unlock", reads=(TASK_VMA,), writes=INSTALL_WRITES),
     Phase("get_ref", fault_get_ref, (START, "alloc"),
           "take a VMA reference (inc-not-zero, else retry); rcu_read_unlock", reads=(TASK_VMA,), writes=(TASK_REF,)),
     Phase("alloc", fault_alloc, ("install",), "allocate a zeroed page", reads=(PAGE_PTE, TASK_VMA),
-          writes=(FRESH_FRAME,)),
-    Phase("install", fault_install, (START, EXIT),
-          "page-table lock: recheck the VMA is attached (else free the page, retry), set the PTE; drop the reference",
-          sends=(CallRcu,), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES),
+          writes=ALLOC_WRITES),
+    Phase("install", fault_install, ("install", "cow", START, EXIT),
+          "recheck the VMA is attached (else free the page, retry); " + INSTALL_DOC + "; drop the reference",
+          sends=(CallRcu, Flush), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES, only=ONLY_AFTER_FORK),
+    Phase("cow", fault_cow, (EXIT,), COW_DOC + "; drop the reference", sends=(CallRcu, PteUnlock),
+          reads=(TASK_VMA,), writes=COW_WRITES + FAULT_PUT_WRITES, feature="fork"),
 ))
 
-ZAP_WRITES = (RANGE_PTES,)
+ZAP_RELEASE_WRITES = ZAP_WRITES + (FREE_PGTABLES_NOW,)
 
 PROTOCOL = ProtocolTable((
     FAULT,
@@ -370,13 +466,15 @@ PROTOCOL = ProtocolTable((
         writer_start("update"),
         Phase("update", munmap_update, ("zap",), "tree owner stores ZERO over the range; VMAs detached",
               sends=(Unmap,)),
-        Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs; release the writers' lock", sends=(UpWrite,),
-              writes=ZAP_WRITES),
+        Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs (free_pgtables in the same step, where modelled); "
+              "release the writers' lock", sends=(UpWrite,), writes=ZAP_RELEASE_WRITES,
+              only=(("pgtables", (FREE_PGTABLES_NOW,)),)),
         Phase("flush", munmap_flush, ("free", EXIT), "local flush and shootdown; wait for every ack "
               "(wilcox-early-return: return now, the rest runs as the `tail` on the acks; "
               "wilcox-free-before-flush: free the frames now)", sends=(Flush,),
               writes=(RANGE_TLB, TASK_FRAMES) + RETURN_WRITES),
-        Phase("free", munmap_free, ("clear", "put"), "free the frames", writes=(TASK_FRAMES,)),
+        Phase("free", munmap_free, ("clear", "put"), "free the frames and the unlinked page-table pages",
+              writes=(TASK_FRAMES, PGTABLE_PINS)),
         Phase("clear", munmap_clear, ("put",), "tree owner turns ZERO into NULL", sends=(ClearZero,)),
         Phase("put", munmap_put, (EXIT,), "drop the tree's VMA references (the last one: call_rcu); return",
               sends=(CallRcu,), writes=PUT_WRITES + RETURN_WRITES),
@@ -407,6 +505,11 @@ PROTOCOL = ProtocolTable((
     )),
     mmap_path(insert_doc="tree owner places the VMA (ZERO ranges are taken) and stores it"),
     madvise_path(),
+    fork_path(),
+    mremap_path(lambda k: True, Phase("free", mremap_free, (EXIT,), "free the destination's old frames; drop the old "
+                                      "VMAs' tree references; release the writers' lock; return",
+                                      sends=(CallRcu, UpWrite), writes=(TASK_FRAMES,) + PUT_WRITES + RETURN_WRITES)),
+    truncate_path(),
 ))
 
 WILCOX = Policy(

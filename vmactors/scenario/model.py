@@ -13,7 +13,23 @@ from typing import Literal, Union
 import attrs
 
 # The ops are their own module (the CPU actor runs them); the model names them.
-from ..ops import Addr, Kind, Load, Madvise, Mmap, MmapFixed, Mprotect, Munmap, Op, Prot, RegValue, Store
+from ..ops import (
+    Addr,
+    Fork,
+    Kind,
+    Load,
+    Madvise,
+    Mmap,
+    MmapFixed,
+    Mprotect,
+    Mremap,
+    Munmap,
+    Op,
+    Prot,
+    RegValue,
+    Store,
+    Truncate,
+)
 
 Verdict = Literal["never", "sometimes", "always"]
 
@@ -34,6 +50,8 @@ class MapSpec:
     at: int | None = None
     prot: Prot = "rw"
     prefault: tuple[int, ...] | None = None
+    #: VM_GROWSDOWN: a fault in the gap just below expands it (a stack).
+    growsdown: bool = False
 
 
 @attrs.frozen
@@ -42,6 +60,9 @@ class ThreadSpec:
     ops: tuple[Op, ...]
     #: The source text of each op, for messages and logs.
     texts: tuple[str, ...]
+    #: The address space it runs in: 0, the scenario's own; k, the child of the k-th
+    #: `fork` (its `mm = "NAME"`), started when that fork returns.
+    mm: int = 0
 
 
 # --- the `exists` clause -------------------------------------------------------
@@ -102,6 +123,18 @@ class Scenario:
     files: tuple[tuple[str, int], ...]
     path: str
     sha256: str
+    #: The child address spaces `fork` ops create, by name; the k-th is MmId k + 1.
+    forks: tuple[str, ...] = ()
+    #: munmap frees page-table pages no VMA needs any more (free_pgtables); off: they
+    #: are never freed (the model's default, and every scenario's before it had this key).
+    free_pgtables: bool = False
 
-__all__ = ["Addr", "Kind", "Load", "Madvise", "Mmap", "MmapFixed", "Mprotect", "Munmap", "Op", "Prot", "RegValue", "Store",
-           "Verdict", "MapSpec", "ThreadSpec", "Atom", "Not", "And", "Or", "Expr", "Expectation", "Scenario"]
+    @property
+    def mms(self) -> int:
+        """How many address spaces the scenario has (its own, and each fork's child)."""
+        return 1 + len(self.forks)
+
+
+__all__ = ["Addr", "Fork", "Kind", "Load", "Madvise", "Mmap", "MmapFixed", "Mprotect", "Mremap", "Munmap", "Op", "Prot",
+           "RegValue", "Store", "Truncate", "Verdict", "MapSpec", "ThreadSpec", "Atom", "Not", "And", "Or", "Expr",
+           "Expectation", "Scenario"]

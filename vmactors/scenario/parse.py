@@ -38,17 +38,20 @@ from vmactors.scenario.model import (
     Addr,
     Expectation,
     Expr,
+    Fork,
     Load,
     Madvise,
     MapSpec,
     Mmap,
     MmapFixed,
     Mprotect,
+    Mremap,
     Munmap,
     Op,
     Scenario,
     Store,
     ThreadSpec,
+    Truncate,
 )
 
 __all__ = ["INVARIANT_NAMES", "load_scenario", "parse_scenario"]
@@ -69,10 +72,10 @@ VERDICTS: tuple[str, ...] = ("never", "sometimes", "always")
 PROTS: tuple[str, ...] = ("none", "r", "rw")
 KINDS: tuple[str, ...] = ("anon", "file")
 
-TOP_KEYS: tuple[str, ...] = ("name", "about", "cpus", "exists")
+TOP_KEYS: tuple[str, ...] = ("name", "about", "cpus", "exists", "free_pgtables")
 TABLES: tuple[str, ...] = ("map", "thread", "expect")
-MAP_KEYS: tuple[str, ...] = ("name", "pages", "kind", "file", "fill", "at", "prot", "prefault")
-THREAD_KEYS: tuple[str, ...] = ("ops", "cpu")
+MAP_KEYS: tuple[str, ...] = ("name", "pages", "kind", "file", "fill", "at", "prot", "prefault", "growsdown")
+THREAD_KEYS: tuple[str, ...] = ("ops", "cpu", "mm")
 EXPECT_ENTRY_KEYS: tuple[str, ...] = ("exists", "violations")
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -86,9 +89,14 @@ _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 RESERVED_REGISTERS = KEYWORDS | {"fault"}
 
 OP_FORMS = ("rN = load ADDR, store ADDR VALUE, LABEL = mmap ..., mmap LABEL fixed ..., munmap LABEL, "
-            "mprotect LABEL prot=none|r|rw, madvise LABEL dontneed")
+            "mprotect LABEL prot=none|r|rw, madvise LABEL dontneed, fork [NAME], mremap LABEL to LABEL, "
+            "truncate FILE")
 #: The words an op starts with (after `REG =` or `LABEL =` for load and mmap).
-OP_VERBS = ("load", "store", "mmap", "munmap", "mprotect", "madvise")
+OP_VERBS = ("load", "store", "mmap", "munmap", "mprotect", "madvise", "fork", "mremap", "truncate")
+#: The name a `fork` without one gives its child address space.
+DEFAULT_CHILD = "child"
+#: `LABEL-OFFSET`: an address below a (grows-down) map.
+_BELOW = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)-(.+)")
 #: The advice `madvise` takes.
 ADVICE: tuple[str, ...] = ("dontneed",)
 
@@ -186,9 +194,12 @@ class _RawOp:
     thread: int
     index: int
     text: str
-    verb: str  # load | store | mmap | fixed | munmap | mprotect | madvise
-    name: str | None = None  # the register (load) or new label (mmap)
-    label: str | None = None  # the label operated on (fixed, munmap, mprotect, madvise)
+    verb: str  # load | store | mmap | fixed | munmap | mprotect | madvise | fork | mremap | truncate
+    name: str | None = None  # the register (load), new label (mmap) or child's name (fork)
+    label: str | None = None  # the label operated on (fixed, munmap, mprotect, madvise, mremap)
+    dest: str | None = None  # mremap's destination label
+    dest_addr: int | None = None  # or its destination address
+    truncated: str | None = None  # the file truncate names
     addr: Addr | None = None
     value: int = 0
     pages: int | None = None
@@ -210,6 +221,7 @@ class _RawMap:
     at: int | None
     prot: str
     prefault: tuple[int, ...] | None
+    growsdown: bool = False
 
 
 class _Parser:
@@ -255,20 +267,27 @@ class _Parser:
             self.fail("name must not be empty", self.at_key("name"))
         about = self.want_str(data.get("about", ""), ("about",), "about")
 
+        free_pgtables = False
+        if "free_pgtables" in data:
+            free_pgtables = self.want_bool(data["free_pgtables"], ("free_pgtables",), "free_pgtables")
+
         maps = [self.parse_map(i, raw) for i, raw in enumerate(data.get("map", []))]
         self.check_maps(maps)
         self.map_pages = {m.name: m.pages for m in maps}
+        self.map_growsdown = {m.name for m in maps if m.growsdown}
 
         raw_threads = data.get("thread", [])
         if not raw_threads:
             self.fail("no [[thread]]: a scenario needs at least one [[thread]] with ops")
         cpus_of, texts = self.parse_threads(raw_threads)
         raw_ops = [[self.parse_op(k, i, text) for i, text in enumerate(ts)] for k, ts in enumerate(texts)]
+        forks, mm_of = self.resolve_forks(raw_threads, raw_ops)
         registers = self.resolve_labels(raw_ops)
 
         cpus = self.check_cpus(data, cpus_of, maps)
         self.check_size(maps, raw_ops)
         fills = self.resolve_fills(maps, raw_ops)
+        self.check_truncates(raw_ops, fills)
 
         exists_text: str | None = None
         exists: Expr | None = None
@@ -288,6 +307,7 @@ class _Parser:
                 at=m.at,
                 prot=m.prot,  # type: ignore[arg-type]
                 prefault=m.prefault,
+                growsdown=m.growsdown,
             )
             for m in maps
         )
@@ -296,6 +316,7 @@ class _Parser:
                 cpu=cpus_of[k],
                 ops=tuple(self.build_op(op, fills) for op in ops),
                 texts=tuple(texts[k]),
+                mm=mm_of[k],
             )
             for k, ops in enumerate(raw_ops)
         )
@@ -311,6 +332,8 @@ class _Parser:
             files=tuple(sorted(fills.items())),
             path=self.path,
             sha256=self.sha256,
+            forks=forks,
+            free_pgtables=free_pgtables,
         )
 
     def toml_error(self, exc: tomllib.TOMLDecodeError) -> NoReturn:
@@ -339,7 +362,7 @@ class _Parser:
                 hint = "; policy expectations belong in the [expect] table"
             else:
                 hint = _suggest(key, TOP_KEYS + TABLES) or (
-                    " (top-level keys: name, about, cpus, exists, and the tables [[map]], [[thread]], [expect])"
+                    " (top-level keys: name, about, cpus, exists, free_pgtables, and the tables [[map]], [[thread]], [expect])"
                 )
             self.fail(f"unknown key '{key}'{hint}", self.at_key(key))
 
@@ -424,6 +447,11 @@ class _Parser:
             self.fail(f"{what} must be an integer, not {_toml_type(value)} ({_show(value)})", self.at_key(*path))
         return int(value)
 
+    def want_bool(self, value: Any, path: tuple[str | int, ...], what: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(f"{what} must be true or false, not {_toml_type(value)} ({_show(value)})", self.at_key(*path))
+        return value
+
     def want_choice(self, value: Any, path: tuple[str | int, ...], what: str, choices: tuple[str, ...]) -> str:
         self.want_str(value, path, what)
         if value not in choices:
@@ -501,7 +529,14 @@ class _Parser:
                 cpus.append(cpu)
             prefault = tuple(cpus)
 
-        return _RawMap(i, name, pages, kind, file, fill, at, prot, prefault)
+        growsdown = False
+        if "growsdown" in raw:
+            growsdown = self.want_bool(raw["growsdown"], key("growsdown"), f"growsdown of {where}")
+            if growsdown and kind != "anon":
+                self.fail(f"growsdown = true in {where} needs an anonymous map (a stack), not kind = \"{kind}\"",
+                          self.at_key(*key("growsdown")))
+
+        return _RawMap(i, name, pages, kind, file, fill, at, prot, prefault, growsdown)
 
     def check_maps(self, maps: list[_RawMap]) -> None:
         seen: dict[str, _RawMap] = {}
@@ -569,6 +604,48 @@ class _Parser:
             cpus_of.append(cpu)
             texts.append(list(ops))
         return cpus_of, texts
+
+    def resolve_forks(self, raw_threads: list[dict[str, Any]],
+                      raw_ops: list[list[_RawOp]]) -> tuple[tuple[str, ...], list[int]]:
+        """The child address spaces the `fork` ops create, in file order (the k-th is
+        address space k + 1), and the address space each thread runs in (`mm`)."""
+        forks: list[str] = []
+        where_forked: dict[str, _RawOp] = {}
+        for ops in raw_ops:
+            for op in ops:
+                if op.verb != "fork":
+                    continue
+                assert op.name is not None
+                if op.name in where_forked:
+                    first = where_forked[op.name]
+                    self.fail(f"two forks name their child '{op.name}': op '{first.text}' of [[thread]] {first.thread} "
+                              f"and op '{op.text}' of [[thread]] {op.thread} (write fork NAME to tell them apart)",
+                              self.at_op(op))
+                where_forked[op.name] = op
+                forks.append(op.name)
+        mm_of: list[int] = []
+        for k, raw in enumerate(raw_threads):
+            if "mm" not in raw:
+                mm_of.append(0)
+                continue
+            name = self.want_str(raw["mm"], ("thread", k, "mm"), f"mm of [[thread]] {k}")
+            if name not in where_forked:
+                known = ", ".join(f"'{f}'" for f in forks) or "none: no op forks"
+                self.fail(f"mm = {name!r} of [[thread]] {k} names no fork's child{_suggest(name, forks)} "
+                          f"(children: {known})", self.at_key("thread", k, "mm"))
+            if where_forked[name].thread == k:
+                self.fail(f"[[thread]] {k} runs in mm {name!r}, the child its own fork creates; a child runs "
+                          f"in a [[thread]] of its own", self.at_key("thread", k, "mm"))
+            mm_of.append(1 + forks.index(name))
+        return tuple(forks), mm_of
+
+    def check_truncates(self, raw_ops: list[list[_RawOp]], fills: dict[str, int]) -> None:
+        for ops in raw_ops:
+            for op in ops:
+                if op.verb == "truncate" and op.truncated not in fills:
+                    known = ", ".join(sorted(fills)) or "none"
+                    self.fail(f"truncate in [[thread]] {op.thread} names file '{op.truncated}', which no map or mmap "
+                              f"maps{_suggest(op.truncated or '', fills)} (files: {known})", self.at_op(op))
 
     def check_cpus(self, data: dict[str, Any], cpus_of: list[int], maps: list[_RawMap]) -> int:
         needed = max(cpus_of) + 1
@@ -688,6 +765,37 @@ class _Parser:
                 bad(f"prot must be none, r or rw, not '{toks[4]}'")
             op.prot = toks[4]
             end_at(5)
+        elif verb == "fork":
+            op.verb = "fork"
+            op.name = DEFAULT_CHILD
+            if len(toks) > 1:
+                if not _IDENT.fullmatch(toks[1]):
+                    bad(f"'{toks[1]}' is not a name for the child address space")
+                op.name = toks[1]
+            end_at(2)
+        elif verb == "mremap":
+            op.verb = "mremap"
+            op.label = label_at(1, "mremap")
+            if len(toks) < 3 or toks[2] != "to":
+                bad(f"expected 'mremap {op.label} to DEST' (a label whose address the mapping moves to, or an "
+                    f"address)")
+            number = _number(toks[3]) if len(toks) > 3 else None
+            if number is not None:
+                if number % PAGE_SIZE or not MMAP_MIN <= number < MMAP_BASE:
+                    bad(f"mremap to {toks[3]}: the address must be page-aligned and in [{MMAP_MIN:#x}, "
+                        f"{MMAP_BASE:#x})")
+                op.dest_addr = number
+            else:
+                op.dest = label_at(3, "to")
+                if op.dest == op.label:
+                    bad(f"'{op.label}' cannot move to its own address")
+            end_at(4)
+        elif verb == "truncate":
+            op.verb = "truncate"
+            if len(toks) < 2:
+                bad("expected the file's name after 'truncate'")
+            op.truncated = toks[1]
+            end_at(2)
         elif verb == "madvise":
             op.verb = "madvise"
             op.label = label_at(1, "madvise")
@@ -711,8 +819,18 @@ class _Parser:
             if number % WORD_SIZE:
                 bad(f"unaligned address {word}: addresses must be multiples of {WORD_SIZE} (a word)")
             return Addr(None, number), j + 1
+        below = _BELOW.fullmatch(word)
+        if below is not None:
+            offset = _number(below.group(2))
+            if offset is None:
+                bad(f"offset '{below.group(2)}' is not an integer")
+            if offset <= 0:
+                bad(f"offset {below.group(2)} of '{word}' must be positive: LABEL-OFFSET is OFFSET bytes below LABEL")
+            if offset % WORD_SIZE:
+                bad(f"unaligned offset {word}: offsets must be multiples of {WORD_SIZE} (a word)")
+            return Addr(below.group(1), -offset), j + 1
         if not _IDENT.fullmatch(word):
-            bad(f"'{word}' is not an address (LABEL, LABEL+OFFSET or an integer)")
+            bad(f"'{word}' is not an address (LABEL, LABEL+OFFSET, LABEL-OFFSET or an integer)")
         if j + 1 < len(toks) and toks[j + 1] == "+":
             if j + 2 >= len(toks):
                 bad(f"expected an offset after '{word}+'")
@@ -736,7 +854,7 @@ class _Parser:
         *,
         fixed: bool,
     ) -> None:
-        keywords = ("kind", "file", "fill") if fixed else ("kind", "file", "fill", "at")
+        keywords = ("kind", "file", "fill") if fixed else ("kind", "file", "fill", "at", "prot")
         takes = "PAGES, " + ", ".join(f"{kw}=" for kw in keywords)
         seen: set[str] = set()
         at_word = ""
@@ -759,6 +877,10 @@ class _Parser:
                     op.kind = value
                 elif word == "file":
                     op.file = value
+                elif word == "prot":
+                    if value not in PROTS:
+                        bad(f"prot must be none, r or rw, not '{value}'")
+                    op.prot = value
                 elif word == "fill":
                     fill = _number(value)
                     if fill is None:
@@ -848,7 +970,16 @@ class _Parser:
                         hint = f" (map labels: {', '.join(self.map_pages)})"
                     self.fail(f"undefined label '{label}' in op '{op.text}' of [[thread]] {k}{hint}", self.at_op(op))
 
-                if op.addr is not None and op.addr.label is not None:
+                if op.addr is not None and op.addr.label is not None and op.addr.offset < 0:
+                    known(op.addr.label)
+                    if op.addr.label not in self.map_growsdown:
+                        self.fail(
+                            f"address {op.addr.label}{op.addr.offset} in op '{op.text}' of [[thread]] {k} is below "
+                            f"'{op.addr.label}', which does not grow down: LABEL-OFFSET names the gap below a "
+                            f"[[map]] with growsdown = true",
+                            self.at_op(op),
+                        )
+                elif op.addr is not None and op.addr.label is not None:
                     pages = known(op.addr.label)
                     if op.addr.offset >= pages * PAGE_SIZE:
                         self.fail(
@@ -857,6 +988,8 @@ class _Parser:
                             f"{pages * PAGE_SIZE - WORD_SIZE:#x}",
                             self.at_op(op),
                         )
+                if op.dest is not None:
+                    known(op.dest)
                 if op.label is not None:
                     pages = known(op.label)
                     if op.verb == "fixed" and op.pages is None:
@@ -976,7 +1109,8 @@ class _Parser:
             return Store(addr=op.addr, value=op.value)
         if op.verb == "mmap":
             assert op.name is not None and op.pages is not None
-            return Mmap(label=op.name, pages=op.pages, kind=op.kind, file=op.file, fill=fill, at=op.at)  # type: ignore[arg-type]
+            return Mmap(label=op.name, pages=op.pages, kind=op.kind, file=op.file, fill=fill, at=op.at,  # type: ignore[arg-type]
+                        prot=op.prot)  # type: ignore[arg-type]
         if op.verb == "fixed":
             assert op.label is not None and op.pages is not None
             return MmapFixed(label=op.label, pages=op.pages, kind=op.kind, file=op.file, fill=fill)  # type: ignore[arg-type]
@@ -986,6 +1120,15 @@ class _Parser:
         if op.verb == "madvise":
             assert op.label is not None
             return Madvise(label=op.label)
+        if op.verb == "fork":
+            assert op.name is not None
+            return Fork(child=op.name)
+        if op.verb == "mremap":
+            assert op.label is not None and (op.dest is not None or op.dest_addr is not None)
+            return Mremap(label=op.label, to=op.dest if op.dest is not None else op.dest_addr)  # type: ignore[arg-type]
+        if op.verb == "truncate":
+            assert op.truncated is not None
+            return Truncate(file=op.truncated)
         assert op.label is not None
         return Mprotect(label=op.label, prot=op.prot)  # type: ignore[arg-type]
 

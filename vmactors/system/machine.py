@@ -87,7 +87,8 @@ class Machine:
         ncpus = scenario.cpus
         self.actors: tuple[Actor[Any], ...] = tuple(
             [CpuActor(i, self.policy, self.program) for i in range(ncpus)]
-            + [TreeOwner(self.policy.hooks), Shootdown(ncpus), Rcu(ncpus), Rwsem(len(setup.world.mms))])
+            + [TreeOwner(self.policy.hooks), Shootdown(ncpus, tuple(t.mm for t in self.program.threads)), Rcu(ncpus),
+               Rwsem(len(setup.world.mms))])
         self.ids: tuple[ActorId, ...] = tuple(a.id for a in self.actors)
         self.slot: dict[ActorId, int] = {aid: i for i, aid in enumerate(self.ids)}
         self.ncpus = ncpus

@@ -9,7 +9,8 @@ import immutables
 from ..actors.tasks import Program, ThreadProgram
 from ..errors import ScenarioError
 from ..mm.frames import FrameTable
-from ..mm.layout import PAGE_SIZE, page_range
+from ..ids import MmId
+from ..mm.layout import PAGE_SIZE, page_range, pgtable_of
 from ..mm.page_table import Pte
 from ..mm.vma import Vma
 from ..mm.vma_tree import VmaTree
@@ -52,7 +53,7 @@ def map_vma(m: MapSpec, start: int) -> Vma:
     """The VMA of a `[[map]]`."""
     owner = f"file:{m.file}" if m.kind == "file" else f"anon:{m.name}"
     return Vma(id=m.name, start=start, end=start + m.pages * PAGE_SIZE, kind=m.kind, owner=owner, file=m.file,
-               fill=m.fill, prot=m.prot)
+               fill=m.fill, prot=m.prot, growsdown=m.growsdown)
 
 
 @attrs.frozen
@@ -95,16 +96,21 @@ def build(scenario: Scenario) -> Setup:
             ptes[page] = pte
             for c in m.prefault:
                 tlbs[c][page] = pte
-    space = AddressSpace(tree=tree, vmas=immutables.Map(vmas), ptes=immutables.Map(ptes))
-    world = World(mms=(space,), page_cache=immutables.Map(cache), frames=frames)
+    # Page-table pages are records only where the scenario frees them.
+    pgtables = frozenset(pgtable_of(p) for p in ptes) if scenario.free_pgtables else None
+    space = AddressSpace(tree=tree, vmas=immutables.Map(vmas), ptes=immutables.Map(ptes), pgtables=pgtables)
+    # A fork's child starts empty: its fork copies the VMAs and pages in.
+    children = tuple(AddressSpace(pgtables=frozenset() if scenario.free_pgtables else None) for _ in scenario.forks)
+    world = World(mms=(space,) + children, page_cache=immutables.Map(cache), frames=frames)
 
     threads = [ThreadProgram(thread=None) for _ in range(scenario.cpus)]
     for ti, t in enumerate(scenario.threads):
         threads[t.cpu] = ThreadProgram(
             thread=ti, ops=t.ops, texts=t.texts,
-            local_pages=immutables.Map({op.label: op.pages for op in t.ops if isinstance(op, Mmap)}))
+            local_pages=immutables.Map({op.label: op.pages for op in t.ops if isinstance(op, Mmap)}), mm=MmId(t.mm))
     program = Program(threads=tuple(threads),
-                      maps=immutables.Map({m.name: (where[m.name], m.pages) for m in scenario.maps}))
+                      maps=immutables.Map({m.name: (where[m.name], m.pages) for m in scenario.maps}),
+                      children=immutables.Map({name: MmId(k + 1) for k, name in enumerate(scenario.forks)}))
     return Setup(world, tuple(immutables.Map(t) for t in tlbs), program, where)
 
 
