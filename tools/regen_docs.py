@@ -40,9 +40,12 @@ def cached_explorations() -> Iterator[None]:
     """Memoise exhaustive exploration by (scenario bytes, policy, max states), for every
     command that explores (`matrix`, `check`): one table that several documents show,
     or that `check` shows again, costs one run."""
-    from vmactors.explore import check, exhaustive, matrix
+    from vmactors.explore import check, exhaustive, matrix, parallel
 
     real = exhaustive.explore_exhaustive
+    # Every module that calls it by a name of its own (`check` and `matrix` through
+    # `parallel.Exhaustive.explore`).
+    users = [m for m in (exhaustive, matrix, check, parallel) if getattr(m, "explore_exhaustive", None) is real]
     memo: dict[tuple[str, str, str, int], object] = {}
 
     def cached(scenario, policy, **kw):  # type: ignore[no-untyped-def]
@@ -52,15 +55,13 @@ def cached_explorations() -> Iterator[None]:
             memo[key] = real(scenario, policy, **kw)
         return memo[key]
 
-    exhaustive.explore_exhaustive = cached  # type: ignore[assignment]
-    matrix.explore_exhaustive = cached  # type: ignore[attr-defined]
-    check.explore_exhaustive = cached  # type: ignore[attr-defined]
+    for m in users:
+        m.explore_exhaustive = cached  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        exhaustive.explore_exhaustive = real  # type: ignore[assignment]
-        matrix.explore_exhaustive = real  # type: ignore[attr-defined]
-        check.explore_exhaustive = real  # type: ignore[attr-defined]
+        for m in users:
+            m.explore_exhaustive = real  # type: ignore[attr-defined]
 
 
 def run(cmd: str) -> str:
