@@ -144,3 +144,25 @@ def test_the_schema_catches_what_ci_systems_reject(tmp_path) -> None:
 def test_junit_to_a_missing_folder_is_bad_usage(vmcli, folder, tmp_path) -> None:
     p = vmcli("check", folder, "--junit", tmp_path / "no" / "such" / "c.xml")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and p.stdout == ""
+
+
+def test_each_violation_shows_the_step_its_replay_file_reaches_it(vmcli, folder, tmp_path) -> None:
+    """The text line and the JSON give each violated invariant's shortest
+    counterexample as the step at which it is violated: the step the saved replay
+    file reaches it at, whichever of the two a user reads."""
+    p = vmcli("check", folder, cwd=tmp_path)
+    line = next(x for x in p.stdout.splitlines() if x.lstrip().startswith("wilcox-no-grace"))
+    doc = json.loads(vmcli("check", folder, "--json", cwd=tmp_path).stdout)
+    step = next(r for r in doc["results"] if r["policy"] == "wilcox-no-grace")["got"]["shortest"]["vma-uaf"]
+    assert f"violations [vma-uaf at step {step}]" in line
+    r = vmcli("replay", tmp_path / "vmactors-runs" / "uaf.wilcox-no-grace.vma-uaf.json")
+    assert f"saved for vma-uaf, violated at step {step}" in r.stdout
+
+
+def test_the_columns_line_up_whatever_the_policy_names(vmcli, tmp_path) -> None:
+    path = tmp_path / "long.toml"
+    path.write_text(SCENARIO + '\n[expect]\nmmap_sem = "sometimes"\n'
+                    'mmap_sem-mremap-flush-after-unlock = "sometimes"\n')
+    p = vmcli("check", path, cwd=tmp_path)
+    rows = [x for x in p.stdout.splitlines() if x.startswith("  mmap_sem")]
+    assert len(rows) == 2 and len({x.index(" ok ") for x in rows}) == 1, p.stdout

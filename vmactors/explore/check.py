@@ -29,6 +29,7 @@ import attrs
 
 from ..errors import UsageError
 from ..library import library_dir
+from ..policies import POLICY_NAMES
 from ..scenario.model import Expectation, Scenario
 from ..scenario.parse import load_scenario
 from ..signals import reraise
@@ -93,14 +94,20 @@ class CaseResult:
     def violations(self) -> list[str]:
         return sorted(f.invariant for f in self.exploration.findings)
 
+    @property
+    def shortest(self) -> dict[str, int]:
+        """Each violated invariant -> the step at which its shortest counterexample
+        violates it."""
+        return {f.invariant: f.steps for f in sorted(self.exploration.findings, key=lambda f: f.invariant)}
+
     def summary(self) -> str:
         e = self.exploration
         counted = "interleavings" if e.counts == "exact" else "interleavings (reduced)"
+        found = ", ".join(f"{inv} at step {step}" for inv, step in self.shortest.items())
         if not e.complete:
-            return (f"{e.exists or '-'}; violations [{', '.join(self.violations)}] so far; {e.runs:,} {counted} "
+            return (f"{e.exists or '-'}; violations [{found}] so far; {e.runs:,} {counted} "
                     f"seen, {e.distinct_states:,} states, {e.frontier:,} left unexplored")
-        return (f"{e.exists or '-'}; violations [{', '.join(self.violations)}]; "
-                f"{e.runs:,} {counted}, {e.distinct_states:,} states")
+        return f"{e.exists or '-'}; violations [{found}]; {e.runs:,} {counted}, {e.distinct_states:,} states"
 
 
 @attrs.frozen
@@ -252,11 +259,14 @@ def run_checks(paths: list[str], max_states: int = DEFAULT_MAX_STATES, save: Pat
 
 # --- renderings ------------------------------------------------------------------------
 
+#: The policy column's width: the longest policy name, so that the columns after it line up.
+POLICY_WIDTH = max(len(p) for p in POLICY_NAMES)
+
 
 def render_result(r: CaseResult, first_of_scenario: bool) -> str:
     lines = [f"{r.scenario.path}"] if first_of_scenario else []
     mark = {"ok": "ok        ", "mismatch": "MISMATCH  ", "incomplete": "INCOMPLETE"}[r.status]
-    lines.append(f"  {r.policy:<28} {mark} {r.summary()}")
+    lines.append(f"  {r.policy:<{POLICY_WIDTH}} {mark} {r.summary()}")
     for p in r.problems:
         lines.append(f"      {p}")
     for what, path in r.replays:
@@ -308,6 +318,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                 "status": r.status,
                 "expected": _expect_json(r.want),
                 "got": {"exists": r.exploration.exists, "violations": r.violations,
+                        "shortest": r.shortest,
                         "complete": r.exploration.complete, "runs": r.exploration.runs,
                         "states": r.exploration.distinct_states},
                 "problems": list(r.problems),
