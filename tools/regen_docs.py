@@ -6,6 +6,10 @@ A generated section is written between two markers:
     ...the command's standard output...
     <!-- end generated -->
 
+(`vmactors check SCENARIO --markdown` gives the per-scenario tables of docs/scenarios.md;
+a command that exits non-zero, such as a `check` whose `[expect]` no longer holds, stops
+the script.)
+
 The command is run in-process (`vmactors.cli.main`) from the repository root, and its
 output replaces what is between the markers. Exhaustive explorations are cached for
 the duration of the script, so a table that several documents show costs one run.

@@ -45,7 +45,7 @@ def test_every_option_has_help_that_states_its_default(command) -> None:
 @pytest.mark.parametrize("command, shown", [
     ("explore", ["--max-states N", "default: 200000", "default: 1000", "default: exhaustive", "--no-trace"]),
     ("run", ["--choices LIST", "default: 100000", "default: mmap_sem", "default: 0"]),
-    ("check", ["--junit FILE", "--json", "--save DIR", "default: vmactors-runs", "default: 200000"]),
+    ("check", ["--junit FILE", "--json", "--markdown", "--save DIR", "default: vmactors-runs", "default: 200000"]),
     ("replay", ["--force", "--runtime", "default: trio"]),
     ("matrix", ["--markdown", "default: 1"]),
 ])

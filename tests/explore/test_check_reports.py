@@ -1,5 +1,5 @@
 """`vmactors check` for CI systems: replay files for unexpected results, `--json`,
-and `--junit FILE` (one test case per scenario x policy), read back by a JUnit XML
+`--markdown` (the tables docs/scenarios.md embeds) and `--junit FILE` (one test case per scenario x policy), read back by a JUnit XML
 parser and validated against a JUnit schema."""
 
 from __future__ import annotations
@@ -87,6 +87,38 @@ def test_json(vmcli, folder, tmp_path) -> None:
     r = by["wilcox-no-grace"]
     assert r["got"]["violations"] == ["vma-uaf"] and r["expected"]["violations"] == ["orphan-pte"]
     assert set(r["replays"]) == {"vma-uaf"}
+
+
+def test_markdown(vmcli, folder, tmp_path) -> None:
+    """A table per scenario, a row per policy of its [expect] table; what was not
+    expected is marked in the row and told after the table; the exit status is as for
+    text."""
+    p = vmcli("check", folder, "--markdown", cwd=tmp_path)
+    assert p.returncode == 1
+    mixed, plain = p.stdout.rstrip("\n").split("\n\n`")
+    lines = mixed.splitlines()
+    assert lines[:4] == [f"`{folder / 'mixed.toml'}`", "",
+                         "| policy | exists | violations | interleavings (reduced) | states (reduced) |",
+                         "|---|---|---|---:|---:|"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:7]]
+    assert [r[:3] for r in rows] == [["`mmap_sem`", "sometimes", "—"], ["`wilcox`", "sometimes (MISMATCH)", "—"],
+                                     ["`wilcox-no-grace`", "sometimes (MISMATCH)", "vma-uaf at step 17"]]
+    assert all(int(r[3].replace(",", "")) > 0 and int(r[4].replace(",", "")) > 0 for r in rows)
+    assert "- `wilcox`: exists: expected never, got sometimes" in lines
+    assert "- `wilcox`: exists: `vmactors replay vmactors-runs/uaf.wilcox.exists.json`" in lines
+    assert plain == f"{folder / 'plain.toml'}`\n\nno `[expect]` table"
+
+
+def test_markdown_of_one_scenario_as_docs_show_it(vmcli, tmp_path) -> None:
+    """One scenario: the table alone, exact counts unmarked; as expected: exit 0."""
+    path = tmp_path / "ok.toml"
+    path.write_text(SCENARIO + '\n[expect]\nwilcox-no-grace = { exists = "sometimes", violations = ["vma-uaf"] }\n')
+    p = vmcli("check", path, "--markdown", "--no-reduction", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    header, rule, row = p.stdout.splitlines()
+    assert header == "| policy | exists | violations | interleavings | states |" and rule == "|---|---|---|---:|---:|"
+    assert row.startswith("| `wilcox-no-grace` | sometimes | vma-uaf at step 17 | ")
+    assert vmcli("check", path, "--markdown", "--json").returncode == 2
 
 
 def _junit(vmcli, folder: Path, tmp_path: Path) -> Path:

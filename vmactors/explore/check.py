@@ -4,7 +4,8 @@
 compares; a result that was not expected gets its counterexample saved as a replay
 file (an unexpected violation: its shortest run; an `exists` verdict of `sometimes`
 where `never` or `always` was expected: a run that ends in a state that contradicts
-it). The report renders as text (`render_text`), as JSON (`to_json`) and as JUnit
+it). The report renders as text (`render_text`), as Markdown tables (`render_markdown`:
+one per scenario, as docs/scenarios.md embeds them), as JSON (`to_json`) and as JUnit
 XML (`to_junit`: one test case per scenario x policy) for CI systems.
 
 Each case is `ok`, a `mismatch`, or `incomplete`: its search was cut (by
@@ -100,10 +101,15 @@ class CaseResult:
         violates it."""
         return {f.invariant: f.steps for f in sorted(self.exploration.findings, key=lambda f: f.invariant)}
 
+    def found(self) -> str:
+        """The violated invariants, each with its shortest counterexample's step:
+        `orphan-pte at step 19, wrong-vma at step 25`."""
+        return ", ".join(f"{inv} at step {step}" for inv, step in self.shortest.items())
+
     def summary(self) -> str:
         e = self.exploration
         counted = "interleavings" if e.counts == "exact" else "interleavings (reduced)"
-        found = ", ".join(f"{inv} at step {step}" for inv, step in self.shortest.items())
+        found = self.found()
         if not e.complete:
             return (f"{e.exists or '-'}; violations [{found}] so far; {e.runs:,} {counted} "
                     f"seen, {e.distinct_states:,} states, {e.frontier:,} left unexplored")
@@ -290,6 +296,46 @@ def render_text(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(report: CheckReport) -> str:
+    """`check --markdown`: per scenario, a table with a row per policy of its
+    `[expect]` table: the `exists` verdict, the violated invariants (each at the step
+    its shortest counterexample reaches it), the interleavings
+    and distinct states explored. Counts of a reduced search say so in the header (in
+    the cell where a table mixes kinds); a case that is not `ok` says so in its
+    `exists` cell, and what differs follows the table. With several scenarios, each
+    table comes after its scenario's path."""
+    by_scenario: dict[int, list[CaseResult]] = {}
+    for r in report.results:
+        by_scenario.setdefault(id(r.scenario), []).append(r)
+    several = len(report.scenarios) > 1
+    parts = []
+    for scen in report.scenarios:
+        head = [f"`{scen.path}`", ""] if several else []
+        cases = by_scenario.get(id(scen), [])
+        if not cases:
+            parts.append("\n".join(head + ["no `[expect]` table"]))
+            continue
+        kinds = {r.exploration.counts for r in cases}
+        label = "" if len(kinds) > 1 else " (reduced)" if kinds == {"reduced"} else ""
+        lines = head + [f"| policy | exists | violations | interleavings{label} | states{label} |",
+                        "|---|---|---|---:|---:|"]
+        notes = []
+        for r in cases:
+            e = r.exploration
+            exists = e.exists or "—"
+            if r.status != "ok":
+                exists += f" ({r.status.upper()})"
+                notes += [f"- `{r.policy}`: {p}" for p in r.problems]
+                notes += [f"- `{r.policy}`: {what}: `vmactors replay {path}`" for what, path in r.replays]
+            mark = f" ({e.counts})" if len(kinds) > 1 else ""
+            seen = "" if e.complete else " seen"
+            found = r.found()
+            lines.append(f"| `{r.policy}` | {exists} | {found or '—'} | "
+                         f"{e.runs:,}{mark}{seen} | {e.distinct_states:,}{mark} |")
+        parts.append("\n".join(lines + ([""] + notes if notes else [])))
+    return "\n\n".join(parts)
+
+
 def closing_line(report: CheckReport) -> str:
     passed = len(report.results) - report.failures - report.incomplete
     line = f"{passed} passed, {report.failures} failed"
@@ -379,5 +425,5 @@ def to_junit(report: CheckReport) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-__all__ = ["CaseResult", "CheckReport", "compare", "contradictions", "status_of", "default_paths", "render_text", "run_checks", "scenario_files",
-           "to_json", "to_junit"]
+__all__ = ["CaseResult", "CheckReport", "compare", "contradictions", "status_of", "default_paths", "render_markdown",
+           "render_text", "run_checks", "scenario_files", "to_json", "to_junit"]
