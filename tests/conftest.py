@@ -71,21 +71,28 @@ def runs_under_fixture() -> Callable[[Scenario, str], bool]:
     return runs_under
 
 
+#: VMACTORS_FULL_WALKS=1: the library-wide walks run every scenario under every
+#: ablation too (several minutes more); see `runs_under`.
+FULL_WALKS = bool(os.environ.get("VMACTORS_FULL_WALKS"))
+
+
 def runs_under(scen: Scenario, policy: str) -> bool:
-    """Whether the library-wide tests (footprints, the two runtimes) run library
+    """Whether the library-wide walks (footprints, the two runtimes) run library
     scenario `scen` under `policy`. Every scenario runs under every design and
-    mmap_sem-4.19. A scenario of the kernel's history (docs/history.md: fork, mremap,
-    truncate, stacks, page tables freed — the library's largest state spaces, under
-    wilcox's ablations above all) runs under an ablation only if its `[expect]` names
-    it; the others explore it in docs/policies/*.md's matrices (test_generated_docs)."""
+    mmap_sem-4.19. An ablation runs on the scenarios whose `[expect]` names it: there
+    it trips its invariant, so the rows it changes run; the rows it shares with its
+    design are walked under the design on the whole library. With VMACTORS_FULL_WALKS=1
+    an ablation walks every scenario except those of the kernel's history
+    (docs/history.md: fork, mremap, truncate, stacks, page tables freed — the largest
+    state spaces under wilcox's ablations), which still need their `[expect]` to name it."""
     from vmactors.ops import Fork, Mremap, Truncate
     from vmactors.policies import ABLATIONS
 
-    if policy not in ABLATIONS:
+    if policy not in ABLATIONS or policy in dict(scen.expect):
         return True
     history = (scen.forks or scen.free_pgtables or any(m.growsdown for m in scen.maps)
                or any(isinstance(op, (Fork, Mremap, Truncate)) for t in scen.threads for op in t.ops))
-    return not history or policy in dict(scen.expect)
+    return FULL_WALKS and not history
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -117,14 +117,16 @@ def checked_walk(machine: Machine) -> Iterator[list[str]]:
 def test_every_step_of_the_library_touches_only_what_it_declares(policy: str, runs_under) -> None:
     found: list[str] = []
     steps = 0
+    walked = 0
     for path in LIBRARY:
         scen = load_scenario(path)
         if not runs_under(scen, policy):
             continue
+        walked += 1
         for wrong in checked_walk(Machine(scen, policy)):
             steps += 1
             found += [f"{path.name}: {p}" for p in wrong]
-    assert steps > 1000
+    assert walked and steps > 100 * walked
     assert not found, "\n".join(found[:10])
 
 
