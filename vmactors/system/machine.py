@@ -101,6 +101,11 @@ class Machine:
             assert isinstance(cpu_state, CpuState)
             states[i] = attrs.evolve(cpu_state, tlb=setup.tlbs[i])
         world = setup.world if self.policy.setup is None else self.policy.setup(setup.world)
+        #: Slots of the actors whose states may name frames (`Actor.frames_of`).
+        self.frame_holders = tuple(i for i, a in enumerate(self.actors)
+                                    if type(a).frames_of is not Actor.frames_of)
+        #: A part of a state (page cache, PTEs, an actor's state) -> its frames in order.
+        self._frame_memo: dict[Hashable, tuple[int, ...]] = {}
         self.initial = System(world=world, actors=tuple(states), channels=immutables.Map(),
                               clocks=(0,) * len(self.actors))
 
@@ -230,26 +235,38 @@ class Machine:
                 out[f"{c.thread}:{name}"] = c.regs[name]
         return out
 
-    def frame_order(self, system: System) -> list[int]:
+    def frame_order(self, system: System) -> tuple[int, ...]:
         """Frame ids in order of first appearance: page cache, PTEs, each actor's own
         (a CPU's TLB and tasks), the free stack, then any frame nothing refers to."""
-        seen: dict[int, None] = {}
+        # Every state's key computes this; the parts a step did not change are looked
+        # up (their hashes are cached), not walked again.
         world = system.world
-        for k in sorted(world.page_cache):
-            seen.setdefault(world.page_cache[k], None)
+        memo = self._frame_memo
+        if len(memo) > 200_000:
+            memo.clear()
+        cache = world.page_cache
+        parts = memo.get(cache)
+        if parts is None:
+            parts = memo[cache] = tuple(cache[k] for k in sorted(cache))
+        seen: dict[int, None] = dict.fromkeys(parts)
         for space in world.mms:
             ptes = space.ptes
-            for p in sorted(ptes):
-                seen.setdefault(ptes[p].frame, None)
-        for actor, state in zip(self.actors, system.actors):
-            for fid in actor.frames_of(state):
-                seen.setdefault(fid, None)
-        for fid in world.frames.free:
-            seen.setdefault(fid, None)
-        if len(seen) != len(world.frames.frames):
-            for fid in sorted(world.frames.frames.keys()):
-                seen.setdefault(fid, None)
-        return list(seen)
+            parts = memo.get(ptes)
+            if parts is None:
+                parts = memo[ptes] = tuple(ptes[p].frame for p in sorted(ptes))
+            seen.update(dict.fromkeys(parts))
+        states = system.actors
+        for slot in self.frame_holders:
+            state = states[slot]
+            parts = memo.get(state)
+            if parts is None:
+                parts = memo[state] = tuple(self.actors[slot].frames_of(state))
+            seen.update(dict.fromkeys(parts))
+        frames = world.frames
+        seen.update(dict.fromkeys(frames.free))
+        if len(seen) != len(frames.frames):
+            seen.update(dict.fromkeys(sorted(frames.frames.keys())))
+        return tuple(seen)
 
 
 __all__ = ["Machine", "enumerate_steps"]
