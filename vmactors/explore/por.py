@@ -67,14 +67,18 @@ RCU_STATE = "rcu"
 class Patterns:
     """A set of object patterns, indexed by object kind for quick matching."""
 
-    __slots__ = ("any", "by_kind")
+    __slots__ = ("any", "by_kind", "_hits")
 
     def __init__(self, patterns: Iterable[Pattern] = ()) -> None:
         self.any = False
         self.by_kind: dict[Any, list[Pattern]] = {}
+        #: Objects tested, and the answer: a future is kept per actor state and asked
+        #: about the same few objects at every state where that actor is a candidate.
+        self._hits: dict[Obj, bool] = {}
         self.update(patterns)
 
     def update(self, patterns: Iterable[Pattern]) -> None:
+        self._hits.clear()
         for p in patterns:
             if p == ANY:
                 self.any = True
@@ -84,15 +88,23 @@ class Patterns:
                     lst.append(p)
 
     def merge(self, other: "Patterns") -> None:
+        self._hits.clear()
         self.any = self.any or other.any
         for k, ps in other.by_kind.items():
             self.update(ps)
 
     def hits(self, obj: Obj) -> bool:
-        if self.any:
-            return True
-        ps = self.by_kind.get(obj[0])
-        return ps is not None and any(matches(obj, p) for p in ps)
+        hit = self._hits.get(obj)
+        if hit is None:
+            if self.any:
+                hit = True
+            else:
+                ps = self.by_kind.get(obj[0])
+                hit = ps is not None and any(matches(obj, p) for p in ps)
+            if len(self._hits) > 10_000:
+                self._hits.clear()
+            self._hits[obj] = hit
+        return hit
 
 
 @attrs.define
@@ -352,12 +364,15 @@ class Reducer:
             hit = self._closures[key] = tuple(seen.values())
         return hit
 
-    def service_future(self, system: System, slot: int) -> Future:
-        """What service `slot` may do with what is in flight to it and its own pending work."""
+    def service_future(self, system: System, slot: int, inbox: tuple[Message, ...] | None = None) -> Future:
+        """What service `slot` may do with what is in flight to it (`inbox`, if the
+        caller has it: the messages of its channels, in channel order) and its own
+        pending work."""
         m = self.machine
         kind = m.ids[slot].kind
         state = system.actors[slot]
-        inbox = tuple(env.msg for (a, b), q in system.channels.items() if b == slot for env in q)
+        if inbox is None:
+            inbox = tuple(env.msg for (a, b), q in system.channels.items() if b == slot for env in q)
         busy = isinstance(state, RcuState) and (state.waiting is not None or bool(state.next))
         key = (slot, inbox, busy)
         hit = self._service_futures.get(key)
@@ -417,8 +432,12 @@ class Reducer:
         out: dict[int, Future] = {}
         # Interrupts in flight: the CPU will answer them (an ack, a quiescent state).
         answers: dict[int, set[tuple[ActorKind, str]]] = {}
+        # What is in flight to each service, in channel order (`service_future`).
+        inboxes: dict[int, list[Message]] = {}
         for (a, b), q in system.channels.items():
-            if b < self.ncpus and q:
+            if b >= self.ncpus:
+                inboxes.setdefault(b, []).extend(env.msg for env in q)
+            elif q:
                 for env in q:
                     if env.kind == Ipi.KIND:
                         answers.setdefault(b, set()).add((ActorKind.SHOOTDOWN, Ack.KIND))
@@ -443,7 +462,7 @@ class Reducer:
                     f = g
                 out[slot] = f
             else:
-                out[slot] = self.service_future(system, slot)
+                out[slot] = self.service_future(system, slot, tuple(inboxes.get(slot, ())))
         return out
 
     def _persistent(self, system: System, slot: int, effects: list[Effect], futures: dict[int, Future]) -> bool:

@@ -107,6 +107,7 @@ class Expander:
     def __init__(self, scenario: Scenario, policy: str | Policy, options: Options = Options()) -> None:
         self.machine = Machine(scenario, policy)
         self.machine.cost = None  # the search never reads virtual time
+        self.machine.interned = {}
         if not reducible(self.machine):
             options = EXACT
         self.options = options

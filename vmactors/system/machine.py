@@ -21,6 +21,8 @@ slot. Everything else goes through the `Actor` interface:
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -58,19 +60,36 @@ def enumerate_steps(ids: Sequence[ActorId], last: int | None, own: Sequence[int]
     by_dst: dict[int, list[int]] = {}
     for src, dst, kind in heads:
         if kind not in rejects(dst):
-            by_dst.setdefault(dst, []).append(src)
+            srcs = by_dst.get(dst)
+            if srcs is None:
+                by_dst[dst] = [src]
+            else:
+                srcs.append(src)
     n = len(ids)
-    order: Iterable[int] = range(n) if last is None else [last, *(i for i in range(n) if i != last)]
+    order: Iterable[int] = range(n) if last is None else (last, *range(last), *range(last + 1, n))
     out: list[Step] = []
     for slot in order:
         aid = ids[slot]
-        for c in range(own[slot]):
-            out.append(Step(aid, None, c))
+        if own[slot]:
+            out.extend(_own_steps(aid, own[slot]))
         srcs = by_dst.get(slot)
         if srcs:
-            for src in sorted(srcs, key=lambda s: ids[s].name):
-                out.append(Step(aid, ids[src]))
+            if len(srcs) > 1:
+                srcs.sort(key=lambda s: ids[s].name)
+            out.extend(_delivery(aid, ids[src]) for src in srcs)
     return out
+
+
+# Steps are values: the explorer lists a state's enabled steps for every state it
+# expands, so each distinct one is built once.
+@functools.cache
+def _own_steps(actor: ActorId, count: int) -> tuple[Step, ...]:
+    return tuple(Step(actor, None, c) for c in range(count))
+
+
+@functools.cache
+def _delivery(actor: ActorId, src: ActorId) -> Step:
+    return Step(actor, src)
 
 
 class Machine:
@@ -101,6 +120,10 @@ class Machine:
             assert isinstance(cpu_state, CpuState)
             states[i] = attrs.evolve(cpu_state, tlb=setup.tlbs[i])
         world = setup.world if self.policy.setup is None else self.policy.setup(setup.world)
+        #: CPU states by value, when the caller wants equal ones to be one object (an
+        #: exhaustive search: its look-ups by state then compare by identity). Exact
+        #: for a CPU's state, which has no history fields (`eq=False`).
+        self.interned: dict[CpuState, CpuState] | None = None
         #: Slots of the actors whose states may name frames (`Actor.frames_of`).
         self.frame_holders = tuple(i for i, a in enumerate(self.actors)
                                     if type(a).frames_of is not Actor.frames_of)
@@ -207,9 +230,15 @@ class Machine:
             key = (slot, self.slot[e.dst])
             channels = channels.set(key, channels.get(key, ()) + (e,))
         states = system.actors
+        state = out.state
+        interned = self.interned
+        if interned is not None and slot < self.ncpus:
+            if len(interned) > 200_000:
+                interned.clear()
+            state = interned.setdefault(state, state)
         new = System(
             world=out.world,
-            actors=states[:slot] + (out.state,) + states[slot + 1:],
+            actors=states[:slot] + (state,) + states[slot + 1:],
             channels=channels,
             last=slot,
             step=system.step + 1,
@@ -245,25 +274,26 @@ class Machine:
         if len(memo) > 200_000:
             memo.clear()
         cache = world.page_cache
-        parts = memo.get(cache)
-        if parts is None:
-            parts = memo[cache] = tuple(cache[k] for k in sorted(cache))
-        seen: dict[int, None] = dict.fromkeys(parts)
+        part = memo.get(cache)
+        if part is None:
+            part = memo[cache] = tuple(cache[k] for k in sorted(cache))
+        parts = [part]
         for space in world.mms:
             ptes = space.ptes
-            parts = memo.get(ptes)
-            if parts is None:
-                parts = memo[ptes] = tuple(ptes[p].frame for p in sorted(ptes))
-            seen.update(dict.fromkeys(parts))
+            part = memo.get(ptes)
+            if part is None:
+                part = memo[ptes] = tuple(ptes[p].frame for p in sorted(ptes))
+            parts.append(part)
         states = system.actors
         for slot in self.frame_holders:
             state = states[slot]
-            parts = memo.get(state)
-            if parts is None:
-                parts = memo[state] = tuple(self.actors[slot].frames_of(state))
-            seen.update(dict.fromkeys(parts))
+            part = memo.get(state)
+            if part is None:
+                part = memo[state] = tuple(self.actors[slot].frames_of(state))
+            parts.append(part)
         frames = world.frames
-        seen.update(dict.fromkeys(frames.free))
+        parts.append(frames.free)
+        seen: dict[int, None] = dict.fromkeys(itertools.chain.from_iterable(parts))
         if len(seen) != len(frames.frames):
             seen.update(dict.fromkeys(sorted(frames.frames.keys())))
         return tuple(seen)
