@@ -40,7 +40,7 @@ a reduced search reaches some states by fewer paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -212,6 +212,7 @@ class Reducer:
         self.machine = machine
         self.ncpus = machine.ncpus
         self._cpu_futures: dict[CpuState, Future] = {}
+        self._effects: dict[Hashable, Effect] = {}
         self._answering: dict[tuple[CpuState, frozenset[tuple[ActorKind, str]]], Future] = {}
         self._service_futures: dict[tuple[Any, ...], Future] = {}
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -243,6 +244,21 @@ class Reducer:
         sends = frozenset(m.slot[e.dst] for e in result.sent)
         received = result.received.msg if result.received is not None else None
         return Effect(slot, frozenset(reads), touched.writes, frozenset(local), sends, received)
+
+    def _effect(self, system: System, step: Step, result: Callable[[int], StepResult], i: int) -> Effect:
+        """`effect` of step `i`, remembered by what the step is a function of
+        (`Machine.step_key`): a candidate's steps are tested at most states where it
+        is one, and are mostly the same steps. A remembered effect saves running a
+        step the search may not follow."""
+        m = self.machine
+        slot = m.slot[step.actor]
+        key = m.step_key(system, slot, m.head(system, step), step.choice)
+        hit = self._effects.get(key)
+        if hit is None:
+            if len(self._effects) > 200_000:
+                self._effects.clear()
+            hit = self._effects[key] = self.effect(system, step, result(i))
+        return hit
 
     # --- what an actor may still do ------------------------------------------------------------
 
@@ -407,7 +423,7 @@ class Reducer:
                 continue
             if futures is None:
                 futures = self._futures(system)
-            effects = [self.effect(system, steps[i], result(i)) for i in idx]
+            effects = [self._effect(system, steps[i], result, i) for i in idx]
             if self._persistent(system, slot, effects, futures):
                 return idx
         return None

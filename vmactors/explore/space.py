@@ -108,6 +108,7 @@ class Expander:
         self.machine = Machine(scenario, policy)
         self.machine.cost = None  # the search never reads virtual time
         self.machine.interned = {}
+        self.machine.steps = {}
         if not reducible(self.machine):
             options = EXACT
         self.options = options

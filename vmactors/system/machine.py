@@ -124,6 +124,11 @@ class Machine:
         #: exhaustive search: its look-ups by state then compare by identity). Exact
         #: for a CPU's state, which has no history fields (`eq=False`).
         self.interned: dict[CpuState, CpuState] | None = None
+        #: Steps already taken, when the caller wants them remembered (an exhaustive
+        #: search, with no cost model: `_remembered_step`).
+        self.steps: dict[Hashable, tuple[ActorOutcome, bool, bool]] | None = None
+        #: A state class -> the names of its history fields (`eq=False`).
+        self._history: dict[type, tuple[str, ...]] = {}
         #: Slots of the actors whose states may name frames (`Actor.frames_of`).
         self.frame_holders = tuple(i for i, a in enumerate(self.actors)
                                     if type(a).frames_of is not Actor.frames_of)
@@ -218,9 +223,52 @@ class Machine:
             queue = channels[key]
             env = queue[0]
             channels = channels.set(key, queue[1:]) if len(queue) > 1 else channels.delete(key)
-        out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
-                              system.next_msg_id, effects)
+        if self.steps is not None:
+            out = self._remembered_step(slot, system, env, step.choice, effects)
+        else:
+            out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
+                                  system.next_msg_id, effects)
         return self.commit(system, slot, channels, env, out)
+
+    def step_key(self, system: System, slot: int, env: Envelope | None, choice: int) -> Hashable:
+        """What actor `slot`'s step in `system` (taking `env`, or own step `choice`)
+        is a function of, as a hashable value: equal keys, equal steps, up to the
+        stamps on what they send (`_remembered_step`)."""
+        state: Any = system.actors[slot]
+        world = system.world
+        history = self._history.get(type(state))
+        if history is None:
+            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
+        return (slot, state, tuple(getattr(state, name) for name in history) if history else (),
+                world, world.frames.next_id, world.caches, None if env is None else (env.src, env.msg), choice)
+
+    def _remembered_step(self, slot: int, system: System, env: Envelope | None, choice: int,
+                         effects: type[Effects]) -> ActorOutcome:
+        """`actor_step` of actor `slot`, remembered (`steps`). A step is a function of
+        the actor's state (with its history fields, `eq=False`: a grace period's
+        number, the tree's version), the world (with its own: the next frame id, the
+        cost model's caches), the message it takes and the choice; the message's id
+        and time, and the clock, only stamp what it sends, so they are applied
+        afresh. A step that changed neither the state nor the world gives back the
+        caller's objects, as a step run afresh does."""
+        assert self.cost is None and self.steps is not None
+        memo = self.steps
+        state, world = system.actors[slot], system.world
+        key = (self.step_key(system, slot, env, choice), effects)
+        hit = memo.get(key)
+        if hit is None:
+            out = self.actor_step(slot, state, world, env, choice, system.clocks[slot], system.next_msg_id, effects)
+            if len(memo) > 200_000:
+                memo.clear()
+            memo[key] = (out, out.state is state, out.world is world)
+            return out
+        out, same_state, same_world = hit
+        start = system.clocks[slot] if env is None else max(system.clocks[slot], env.sent_at)
+        cause = env.msg_id if env is not None else None
+        first = system.next_msg_id
+        sent = tuple(Envelope(e.src, e.dst, e.msg, first + i, cause, start) for i, e in enumerate(out.sent))
+        return ActorOutcome(state if same_state else out.state, world if same_world else out.world, out.events,
+                            sent, out.notes, start, start, out.touched)
 
     def commit(self, system: System, slot: int, channels: immutables.Map[Channel, tuple[Envelope, ...]],
                env: Envelope | None, out: ActorOutcome) -> StepResult:
