@@ -55,6 +55,8 @@ class RwLock:
 
     def grantable(self) -> tuple[tuple[int, Mode], ...]:
         """Waiters that could be granted now, in a fixed order."""
+        if not self.waiters:
+            return ()
         return tuple(sorted(w for w in self.waiters if self.compatible(w[1])))
 
     def rename_cpus(self, ren: Mapping[int, int]) -> "RwLock":

@@ -22,7 +22,7 @@ import immutables
 
 from ..mm.frames import FrameTable
 from ..mm.page_table import Pte
-from ..mm.world import AddressSpace
+from ..mm.world import AddressSpace, World
 from ..system.machine import Machine
 from ..system.state import System
 
@@ -30,26 +30,83 @@ from ..system.state import System
 def state_key(machine: Machine, system: System) -> Hashable:
     """A hashable value equal for two systems exactly when they are the same
     situation up to history and frame naming."""
-    order = machine.frame_order(system)
-    if all(i == fid for i, fid in enumerate(order)):
-        return system
-    return rename_frames(machine, system, {fid: i for i, fid in enumerate(order)})
+    return Canon(machine).key(system)
+
+
+#: Frame orders that need no renaming (0, 1, 2, …), as one tuple to slice.
+_IDENTITY = tuple(range(256))
+
+
+class Canon:
+    """`state_key` for the states of one machine, remembering the parts it renamed:
+    a step changes one actor and a little of the world, so most of a successor's
+    parts were renamed, under the same renaming, for its siblings and its parent.
+
+    A part is remembered by its value (`eq=False` history fields aside), so a
+    renamed part may carry another equal part's history: harmless, since a key is
+    only ever compared and hashed, never run."""
+
+    #: Remembered parts before the memo is dropped (it holds them alive).
+    LIMIT = 200_000
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self._memo: dict[tuple[Hashable, tuple[int, ...]], Hashable] = {}
+
+    def key(self, system: System) -> Hashable:
+        order = self.machine.frame_order(system)
+        if order == _IDENTITY[:len(order)]:  # (more frames than that: renamed, to themselves)
+            return system
+        if len(self._memo) > self.LIMIT:
+            self._memo.clear()
+        return self._rename(system, order)
+
+    def _rename(self, system: System, order: tuple[int, ...]) -> System:
+        memo = self._memo
+        ren = {fid: i for i, fid in enumerate(order)}
+        world = system.world
+        new_world = memo.get((world, order))
+        if new_world is None:
+            new_world = memo[(world, order)] = self._rename_world(world, order, ren)
+        states = system.actors
+        actors = list(states)
+        machine_actors = self.machine.actors
+        for slot in self.machine.frame_holders:
+            state = states[slot]
+            renamed = memo.get((state, order))
+            if renamed is None:
+                renamed = memo[(state, order)] = machine_actors[slot].rename_frames(state, ren)
+            actors[slot] = renamed
+        assert isinstance(new_world, World)
+        return System(world=new_world, actors=tuple(actors), channels=system.channels, last=system.last,
+                      step=system.step, next_msg_id=system.next_msg_id, clocks=system.clocks)
+
+    def _rename_world(self, world: World, order: tuple[int, ...], ren: Mapping[int, int]) -> World:
+        memo = self._memo
+        table = world.frames
+        new_table = memo.get((table, order))
+        if new_table is None:
+            frames = immutables.Map({ren[fid]: attrs.evolve(fr, id=ren[fid]) for fid, fr in table.frames.items()})
+            new_table = memo[(table, order)] = FrameTable(frames=frames, free=tuple(ren[f] for f in table.free),
+                                                          next_id=table.next_id)
+        mms: list[AddressSpace] = []
+        for space in world.mms:
+            renamed = memo.get((space, order))
+            if renamed is None:
+                renamed = memo[(space, order)] = attrs.evolve(space, ptes=_ptes(space.ptes, ren))
+            assert isinstance(renamed, AddressSpace)
+            mms.append(renamed)
+        cache = memo.get((world.page_cache, order))
+        if cache is None:
+            renamed_cache: immutables.Map[tuple[str, int], int] = immutables.Map(
+                {k: ren[v] for k, v in world.page_cache.items()})
+            cache = memo[(world.page_cache, order)] = renamed_cache
+        assert isinstance(new_table, FrameTable) and isinstance(cache, immutables.Map)
+        return World(mms=tuple(mms), page_cache=cache, frames=new_table, caches=world.caches)
 
 
 def _ptes(m: immutables.Map[int, Pte], ren: Mapping[int, int]) -> immutables.Map[int, Pte]:
     return immutables.Map({p: attrs.evolve(e, frame=ren[e.frame]) for p, e in m.items()})
 
 
-def rename_frames(machine: Machine, system: System, ren: Mapping[int, int]) -> System:
-    world = system.world
-    table = world.frames
-    frames = immutables.Map({ren[fid]: attrs.evolve(fr, id=ren[fid]) for fid, fr in table.frames.items()})
-    new_table = FrameTable(frames=frames, free=tuple(ren[f] for f in table.free), next_id=table.next_id)
-    mms = tuple(attrs.evolve(s, ptes=_ptes(s.ptes, ren)) for s in world.mms)
-    new_world = attrs.evolve(world, mms=mms, page_cache=immutables.Map({k: ren[v] for k, v in world.page_cache.items()}),
-                             frames=new_table)
-    actors = tuple(a.rename_frames(s, ren) for a, s in zip(machine.actors, system.actors))
-    return attrs.evolve(system, world=new_world, actors=actors)
-
-
-__all__ = ["state_key", "rename_frames", "AddressSpace"]
+__all__ = ["state_key", "Canon", "AddressSpace"]

@@ -15,6 +15,7 @@ the final states it reached, the violations it saw, and how many states were lef
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -81,6 +82,7 @@ class Search:
         self.pending: dict[int, tuple[Any, frozenset[str]]] = {0: (system, flags)}
         self.level: list[int] = [0]
         self.cut: str | None = None
+        self._freeze = False
         self._deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
 
     @property
@@ -89,39 +91,53 @@ class Search:
         return len(self.pending)
 
     def run(self) -> None:
+        # The states a search holds live until it ends and have no cycles; left to
+        # the cyclic collector, each full collection walks all of them. So they are
+        # frozen as they come (`_expand_level`), unless something else in this
+        # process froze objects, whose thawing is then not the search's to do.
+        self._freeze = gc.get_freeze_count() == 0
         try:
             while self.level and self.cut is None:
                 self.level = self._expand_level(self.level)
         except KeyboardInterrupt:
             self.cut = "interrupted"
+        finally:
+            if self._freeze:
+                gc.unfreeze()
 
     def _expand_level(self, level: list[int]) -> list[int]:
         g, x, lim = self.graph, self.expander, self.limits
+        index, enabled = g.index, x.machine.enabled
         nxt: list[int] = []
         for n, i in enumerate(level):
             if n % 64 == 0:
+                if self._freeze:
+                    gc.freeze()
                 self.cut = self._over_budget()
                 if self.cut is not None:
                     return level[n:]
                 if self.progress is not None:
                     self.progress(len(g), len(self.pending))
             system, flags = self.pending[i]
-            final = x.final(system, g.depth[i], lim.max_steps)
+            steps = enabled(system)
+            final = x.final(system, g.depth[i], lim.max_steps, steps)
             if final is not None:
                 del self.pending[i]
                 g.final(i, final)
                 continue
-            edges = x.expand(system, flags, g.depth[i])
-            new = sum(1 for e in edges if e.key not in g.index)
-            if len(g) + new > lim.max_states:
+            edges = x.expand(system, flags, g.depth[i], steps)
+            # One look-up per edge: a hit compares two equal states field by field.
+            known = [index.get(e.key) for e in edges]
+            if len(g) + known.count(None) > lim.max_states:
                 self.cut = f"--max-states {lim.max_states} reached"
                 return level[n:]
             del self.pending[i]
-            for e in edges:
-                j, fresh = g.add(e.key, i, e.choice)
-                if fresh:
-                    self.pending[j] = (e.system, e.flags)
-                    nxt.append(j)
+            for e, j in zip(edges, known):
+                if j is None:
+                    j, fresh = g.add(e.key, i, e.choice)
+                    if fresh:
+                        self.pending[j] = (e.system, e.flags)
+                        nxt.append(j)
                 g.edge(i, j, e.choice, e.violations)
         return nxt
 

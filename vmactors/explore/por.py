@@ -40,7 +40,7 @@ a reduced search reaches some states by fewer paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -67,14 +67,18 @@ RCU_STATE = "rcu"
 class Patterns:
     """A set of object patterns, indexed by object kind for quick matching."""
 
-    __slots__ = ("any", "by_kind")
+    __slots__ = ("any", "by_kind", "_hits")
 
     def __init__(self, patterns: Iterable[Pattern] = ()) -> None:
         self.any = False
         self.by_kind: dict[Any, list[Pattern]] = {}
+        #: Objects tested, and the answer: a future is kept per actor state and asked
+        #: about the same few objects at every state where that actor is a candidate.
+        self._hits: dict[Obj, bool] = {}
         self.update(patterns)
 
     def update(self, patterns: Iterable[Pattern]) -> None:
+        self._hits.clear()
         for p in patterns:
             if p == ANY:
                 self.any = True
@@ -84,15 +88,23 @@ class Patterns:
                     lst.append(p)
 
     def merge(self, other: "Patterns") -> None:
+        self._hits.clear()
         self.any = self.any or other.any
         for k, ps in other.by_kind.items():
             self.update(ps)
 
     def hits(self, obj: Obj) -> bool:
-        if self.any:
-            return True
-        ps = self.by_kind.get(obj[0])
-        return ps is not None and any(matches(obj, p) for p in ps)
+        hit = self._hits.get(obj)
+        if hit is None:
+            if self.any:
+                hit = True
+            else:
+                ps = self.by_kind.get(obj[0])
+                hit = ps is not None and any(matches(obj, p) for p in ps)
+            if len(self._hits) > 10_000:
+                self._hits.clear()
+            self._hits[obj] = hit
+        return hit
 
 
 @attrs.define
@@ -200,6 +212,7 @@ class Reducer:
         self.machine = machine
         self.ncpus = machine.ncpus
         self._cpu_futures: dict[CpuState, Future] = {}
+        self._effects: dict[Hashable, Effect] = {}
         self._answering: dict[tuple[CpuState, frozenset[tuple[ActorKind, str]]], Future] = {}
         self._service_futures: dict[tuple[Any, ...], Future] = {}
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -231,6 +244,21 @@ class Reducer:
         sends = frozenset(m.slot[e.dst] for e in result.sent)
         received = result.received.msg if result.received is not None else None
         return Effect(slot, frozenset(reads), touched.writes, frozenset(local), sends, received)
+
+    def _effect(self, system: System, step: Step, result: Callable[[int], StepResult], i: int) -> Effect:
+        """`effect` of step `i`, remembered by what the step is a function of
+        (`Machine.step_key`): a candidate's steps are tested at most states where it
+        is one, and are mostly the same steps. A remembered effect saves running a
+        step the search may not follow."""
+        m = self.machine
+        slot = m.slot[step.actor]
+        key = m.step_key(system, slot, m.head(system, step), step.choice)
+        hit = self._effects.get(key)
+        if hit is None:
+            if len(self._effects) > 200_000:
+                self._effects.clear()
+            hit = self._effects[key] = self.effect(system, step, result(i))
+        return hit
 
     # --- what an actor may still do ------------------------------------------------------------
 
@@ -352,12 +380,15 @@ class Reducer:
             hit = self._closures[key] = tuple(seen.values())
         return hit
 
-    def service_future(self, system: System, slot: int) -> Future:
-        """What service `slot` may do with what is in flight to it and its own pending work."""
+    def service_future(self, system: System, slot: int, inbox: tuple[Message, ...] | None = None) -> Future:
+        """What service `slot` may do with what is in flight to it (`inbox`, if the
+        caller has it: the messages of its channels, in channel order) and its own
+        pending work."""
         m = self.machine
         kind = m.ids[slot].kind
         state = system.actors[slot]
-        inbox = tuple(env.msg for (a, b), q in system.channels.items() if b == slot for env in q)
+        if inbox is None:
+            inbox = tuple(env.msg for (a, b), q in system.channels.items() if b == slot for env in q)
         busy = isinstance(state, RcuState) and (state.waiting is not None or bool(state.next))
         key = (slot, inbox, busy)
         hit = self._service_futures.get(key)
@@ -392,7 +423,7 @@ class Reducer:
                 continue
             if futures is None:
                 futures = self._futures(system)
-            effects = [self.effect(system, steps[i], result(i)) for i in idx]
+            effects = [self._effect(system, steps[i], result, i) for i in idx]
             if self._persistent(system, slot, effects, futures):
                 return idx
         return None
@@ -417,8 +448,12 @@ class Reducer:
         out: dict[int, Future] = {}
         # Interrupts in flight: the CPU will answer them (an ack, a quiescent state).
         answers: dict[int, set[tuple[ActorKind, str]]] = {}
+        # What is in flight to each service, in channel order (`service_future`).
+        inboxes: dict[int, list[Message]] = {}
         for (a, b), q in system.channels.items():
-            if b < self.ncpus and q:
+            if b >= self.ncpus:
+                inboxes.setdefault(b, []).extend(env.msg for env in q)
+            elif q:
                 for env in q:
                     if env.kind == Ipi.KIND:
                         answers.setdefault(b, set()).add((ActorKind.SHOOTDOWN, Ack.KIND))
@@ -443,7 +478,7 @@ class Reducer:
                     f = g
                 out[slot] = f
             else:
-                out[slot] = self.service_future(system, slot)
+                out[slot] = self.service_future(system, slot, tuple(inboxes.get(slot, ())))
         return out
 
     def _persistent(self, system: System, slot: int, effects: list[Effect], futures: dict[int, Future]) -> bool:

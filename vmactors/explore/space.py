@@ -34,7 +34,7 @@ from ..policies import Policy
 from ..scenario.model import RegValue, Scenario
 from ..system.machine import Machine
 from ..system.state import Step, StepResult, System
-from .canon import state_key
+from .canon import Canon
 from .por import Reducer
 from .symmetry import Symmetry
 
@@ -107,9 +107,12 @@ class Expander:
     def __init__(self, scenario: Scenario, policy: str | Policy, options: Options = Options()) -> None:
         self.machine = Machine(scenario, policy)
         self.machine.cost = None  # the search never reads virtual time
+        self.machine.interned = {}
+        self.machine.steps = {}
         if not reducible(self.machine):
             options = EXACT
         self.options = options
+        self._canon = Canon(self.machine)
         self._flagged = options.reduction
         #: The partial-order reduction, when it is on.
         self.reducer: Reducer | None = Reducer(self.machine) if options.reduction else None
@@ -128,26 +131,31 @@ class Expander:
         the way to it): equal for two systems exactly when the search may merge them.
         Python's cached hashes make it cheap to compare and store."""
         sym = self.symmetry
-        canonical: Hashable = state_key(self.machine, system if sym is None else sym.canonical(system))
+        canonical: Hashable = self._canon.key(system if sym is None else sym.canonical(system))
         return (canonical, tuple(sorted(flags))) if flags else canonical
 
     def root(self) -> tuple[Hashable, System, frozenset[str]]:
         init = self.machine.initial
         return self.key(init), init, frozenset()
 
-    def final(self, system: System, depth: int, max_steps: int) -> Final | None:
-        """How a run that is in `system` after `depth` steps ends, or None if it goes on."""
+    def final(self, system: System, depth: int, max_steps: int, steps: Sequence[Step] | None = None
+              ) -> Final | None:
+        """How a run that is in `system` after `depth` steps ends, or None if it goes on
+        (`steps`: its enabled steps, if the caller has them)."""
         m = self.machine
-        if not m.enabled(system):
+        if not (m.enabled(system) if steps is None else steps):
             return Final(tuple(m.final_regs(system).items()), "ok" if m.finished(system) else "deadlock")
         if depth >= max_steps:
             return Final(tuple(m.final_regs(system).items()), "step-limit")
         return None
 
-    def expand(self, system: System, flags: frozenset[str], depth: int) -> list[Edge]:
-        """The steps the search follows from `system`, in choice order."""
+    def expand(self, system: System, flags: frozenset[str], depth: int, steps: Sequence[Step] | None = None
+               ) -> list[Edge]:
+        """The steps the search follows from `system`, in choice order (`steps`: its
+        enabled steps, if the caller has them)."""
         m = self.machine
-        steps = m.enabled(system)
+        if steps is None:
+            steps = m.enabled(system)
         results: dict[int, StepResult] = {}
 
         recording = self._recording

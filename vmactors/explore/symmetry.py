@@ -66,6 +66,9 @@ def symmetry_classes(machine: Machine) -> tuple[tuple[int, ...], ...]:
 class Symmetry:
     """Renames and canonicalises the states of one machine."""
 
+    #: Renamed parts remembered before the memo is dropped (it holds them alive).
+    LIMIT = 200_000
+
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.classes = symmetry_classes(machine)
@@ -76,6 +79,8 @@ class Symmetry:
         # The part of a signature that depends on the CPU's own state alone: the state's
         # hash is cached, so looking it up is cheaper than building it again.
         self._own: dict[CpuState, tuple[Any, ...]] = {}
+        #: (id of a part, renaming) -> (the part, kept alive so its id is not reused; its renaming).
+        self._renamed: dict[tuple[int, tuple[int, ...]], tuple[Any, Any]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.classes)
@@ -86,30 +91,55 @@ class Symmetry:
         """`system` with CPU i's part played by CPU ren[i] (a permutation within classes)."""
         m = self.machine
         n = self.ncpus
+        # Most states a search keys are renamed, and a step changes one actor and one
+        # or two channels: the renamed parts of the state's siblings and parent are
+        # looked up by identity (exact: a part equal in value but not in its history
+        # fields, message ids or versions, is renamed afresh).
+        memo = self._renamed
+        if len(memo) > self.LIMIT:
+            memo.clear()
+        rt = tuple(ren[i] for i in range(n))
         actors = list(system.actors)
         for i in range(n):
             j = ren[i]
             if j != i:
-                target = m.actors[j]
-                assert isinstance(target, CpuActor)
-                actors[j] = target.adopt(m.actors[i].rename_cpus(system.actors[i], ren))
+                state = system.actors[i]
+                hit = memo.get((id(state), rt))
+                if hit is None:
+                    target = m.actors[j]
+                    assert isinstance(target, CpuActor)
+                    adopted = target.adopt(m.actors[i].rename_cpus(state, ren))
+                    if m.interned is not None:  # (see `Machine.interned`)
+                        adopted = m.interned.setdefault(adopted, adopted)
+                    hit = memo[(id(state), rt)] = (state, adopted)
+                actors[j] = hit[1]
         for s in range(n, len(actors)):
-            actors[s] = m.actors[s].rename_cpus(system.actors[s], ren)
+            state = system.actors[s]
+            hit = memo.get((id(state), rt))
+            if hit is None:
+                hit = memo[(id(state), rt)] = (state, m.actors[s].rename_cpus(state, ren))
+            actors[s] = hit[1]
 
         def slot(k: int) -> int:
             return ren[k] if k < n else k
 
         channels: dict[tuple[int, int], tuple[Envelope, ...]] = {}
         for (a, b), q in system.channels.items():
-            renamed = tuple(e.rename_cpus(ren) for e in q)
-            channels[(slot(a), slot(b))] = q if all(x is y for x, y in zip(renamed, q)) else renamed
-        world = system.world.rename_cpus(ren, self._record)
+            hit = memo.get((id(q), rt))
+            if hit is None:
+                renamed = tuple(e.rename_cpus(ren) for e in q)
+                hit = memo[(id(q), rt)] = (q, q if all(x is y for x, y in zip(renamed, q)) else renamed)
+            channels[(slot(a), slot(b))] = hit[1]  # type: ignore[assignment]
+        world = system.world
+        hit = memo.get((id(world), rt))
+        if hit is None:
+            hit = memo[(id(world), rt)] = (world, world.rename_cpus(ren, self._record))
         last = None if system.last is None else slot(system.last)
         clocks = list(system.clocks)
         for k, t in enumerate(system.clocks):
             clocks[slot(k)] = t
-        return System(world=world, actors=tuple(actors), channels=immutables.Map(channels), last=last, step=system.step,
-                      next_msg_id=system.next_msg_id, clocks=tuple(clocks))
+        return System(world=hit[1], actors=tuple(actors), channels=immutables.Map(channels),  # type: ignore[arg-type]
+                      last=last, step=system.step, next_msg_id=system.next_msg_id, clocks=tuple(clocks))
 
     def rename_step(self, step: Step, ren: Mapping[int, int]) -> Step:
         def actor(a: Any) -> Any:

@@ -21,6 +21,8 @@ slot. Everything else goes through the `Actor` interface:
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -58,19 +60,36 @@ def enumerate_steps(ids: Sequence[ActorId], last: int | None, own: Sequence[int]
     by_dst: dict[int, list[int]] = {}
     for src, dst, kind in heads:
         if kind not in rejects(dst):
-            by_dst.setdefault(dst, []).append(src)
+            srcs = by_dst.get(dst)
+            if srcs is None:
+                by_dst[dst] = [src]
+            else:
+                srcs.append(src)
     n = len(ids)
-    order: Iterable[int] = range(n) if last is None else [last, *(i for i in range(n) if i != last)]
+    order: Iterable[int] = range(n) if last is None else (last, *range(last), *range(last + 1, n))
     out: list[Step] = []
     for slot in order:
         aid = ids[slot]
-        for c in range(own[slot]):
-            out.append(Step(aid, None, c))
+        if own[slot]:
+            out.extend(_own_steps(aid, own[slot]))
         srcs = by_dst.get(slot)
         if srcs:
-            for src in sorted(srcs, key=lambda s: ids[s].name):
-                out.append(Step(aid, ids[src]))
+            if len(srcs) > 1:
+                srcs.sort(key=lambda s: ids[s].name)
+            out.extend(_delivery(aid, ids[src]) for src in srcs)
     return out
+
+
+# Steps are values: the explorer lists a state's enabled steps for every state it
+# expands, so each distinct one is built once.
+@functools.cache
+def _own_steps(actor: ActorId, count: int) -> tuple[Step, ...]:
+    return tuple(Step(actor, None, c) for c in range(count))
+
+
+@functools.cache
+def _delivery(actor: ActorId, src: ActorId) -> Step:
+    return Step(actor, src)
 
 
 class Machine:
@@ -101,6 +120,20 @@ class Machine:
             assert isinstance(cpu_state, CpuState)
             states[i] = attrs.evolve(cpu_state, tlb=setup.tlbs[i])
         world = setup.world if self.policy.setup is None else self.policy.setup(setup.world)
+        #: CPU states by value, when the caller wants equal ones to be one object (an
+        #: exhaustive search: its look-ups by state then compare by identity). Exact
+        #: for a CPU's state, which has no history fields (`eq=False`).
+        self.interned: dict[CpuState, CpuState] | None = None
+        #: Steps already taken, when the caller wants them remembered (an exhaustive
+        #: search, with no cost model: `_remembered_step`).
+        self.steps: dict[Hashable, tuple[ActorOutcome, bool, bool]] | None = None
+        #: A state class -> the names of its history fields (`eq=False`).
+        self._history: dict[type, tuple[str, ...]] = {}
+        #: Slots of the actors whose states may name frames (`Actor.frames_of`).
+        self.frame_holders = tuple(i for i, a in enumerate(self.actors)
+                                    if type(a).frames_of is not Actor.frames_of)
+        #: A part of a state (page cache, PTEs, an actor's state) -> its frames in order.
+        self._frame_memo: dict[Hashable, tuple[int, ...]] = {}
         self.initial = System(world=world, actors=tuple(states), channels=immutables.Map(),
                               clocks=(0,) * len(self.actors))
 
@@ -190,9 +223,52 @@ class Machine:
             queue = channels[key]
             env = queue[0]
             channels = channels.set(key, queue[1:]) if len(queue) > 1 else channels.delete(key)
-        out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
-                              system.next_msg_id, effects)
+        if self.steps is not None:
+            out = self._remembered_step(slot, system, env, step.choice, effects)
+        else:
+            out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
+                                  system.next_msg_id, effects)
         return self.commit(system, slot, channels, env, out)
+
+    def step_key(self, system: System, slot: int, env: Envelope | None, choice: int) -> Hashable:
+        """What actor `slot`'s step in `system` (taking `env`, or own step `choice`)
+        is a function of, as a hashable value: equal keys, equal steps, up to the
+        stamps on what they send (`_remembered_step`)."""
+        state: Any = system.actors[slot]
+        world = system.world
+        history = self._history.get(type(state))
+        if history is None:
+            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
+        return (slot, state, tuple(getattr(state, name) for name in history) if history else (),
+                world, world.frames.next_id, world.caches, None if env is None else (env.src, env.msg), choice)
+
+    def _remembered_step(self, slot: int, system: System, env: Envelope | None, choice: int,
+                         effects: type[Effects]) -> ActorOutcome:
+        """`actor_step` of actor `slot`, remembered (`steps`). A step is a function of
+        the actor's state (with its history fields, `eq=False`: a grace period's
+        number, the tree's version), the world (with its own: the next frame id, the
+        cost model's caches), the message it takes and the choice; the message's id
+        and time, and the clock, only stamp what it sends, so they are applied
+        afresh. A step that changed neither the state nor the world gives back the
+        caller's objects, as a step run afresh does."""
+        assert self.cost is None and self.steps is not None
+        memo = self.steps
+        state, world = system.actors[slot], system.world
+        key = (self.step_key(system, slot, env, choice), effects)
+        hit = memo.get(key)
+        if hit is None:
+            out = self.actor_step(slot, state, world, env, choice, system.clocks[slot], system.next_msg_id, effects)
+            if len(memo) > 200_000:
+                memo.clear()
+            memo[key] = (out, out.state is state, out.world is world)
+            return out
+        out, same_state, same_world = hit
+        start = system.clocks[slot] if env is None else max(system.clocks[slot], env.sent_at)
+        cause = env.msg_id if env is not None else None
+        first = system.next_msg_id
+        sent = tuple(Envelope(e.src, e.dst, e.msg, first + i, cause, start) for i, e in enumerate(out.sent))
+        return ActorOutcome(state if same_state else out.state, world if same_world else out.world, out.events,
+                            sent, out.notes, start, start, out.touched)
 
     def commit(self, system: System, slot: int, channels: immutables.Map[Channel, tuple[Envelope, ...]],
                env: Envelope | None, out: ActorOutcome) -> StepResult:
@@ -202,9 +278,15 @@ class Machine:
             key = (slot, self.slot[e.dst])
             channels = channels.set(key, channels.get(key, ()) + (e,))
         states = system.actors
+        state = out.state
+        interned = self.interned
+        if interned is not None and slot < self.ncpus:
+            if len(interned) > 200_000:
+                interned.clear()
+            state = interned.setdefault(state, state)
         new = System(
             world=out.world,
-            actors=states[:slot] + (out.state,) + states[slot + 1:],
+            actors=states[:slot] + (state,) + states[slot + 1:],
             channels=channels,
             last=slot,
             step=system.step + 1,
@@ -230,26 +312,39 @@ class Machine:
                 out[f"{c.thread}:{name}"] = c.regs[name]
         return out
 
-    def frame_order(self, system: System) -> list[int]:
+    def frame_order(self, system: System) -> tuple[int, ...]:
         """Frame ids in order of first appearance: page cache, PTEs, each actor's own
         (a CPU's TLB and tasks), the free stack, then any frame nothing refers to."""
-        seen: dict[int, None] = {}
+        # Every state's key computes this; the parts a step did not change are looked
+        # up (their hashes are cached), not walked again.
         world = system.world
-        for k in sorted(world.page_cache):
-            seen.setdefault(world.page_cache[k], None)
+        memo = self._frame_memo
+        if len(memo) > 200_000:
+            memo.clear()
+        cache = world.page_cache
+        part = memo.get(cache)
+        if part is None:
+            part = memo[cache] = tuple(cache[k] for k in sorted(cache))
+        parts = [part]
         for space in world.mms:
             ptes = space.ptes
-            for p in sorted(ptes):
-                seen.setdefault(ptes[p].frame, None)
-        for actor, state in zip(self.actors, system.actors):
-            for fid in actor.frames_of(state):
-                seen.setdefault(fid, None)
-        for fid in world.frames.free:
-            seen.setdefault(fid, None)
-        if len(seen) != len(world.frames.frames):
-            for fid in sorted(world.frames.frames.keys()):
-                seen.setdefault(fid, None)
-        return list(seen)
+            part = memo.get(ptes)
+            if part is None:
+                part = memo[ptes] = tuple(ptes[p].frame for p in sorted(ptes))
+            parts.append(part)
+        states = system.actors
+        for slot in self.frame_holders:
+            state = states[slot]
+            part = memo.get(state)
+            if part is None:
+                part = memo[state] = tuple(self.actors[slot].frames_of(state))
+            parts.append(part)
+        frames = world.frames
+        parts.append(frames.free)
+        seen: dict[int, None] = dict.fromkeys(itertools.chain.from_iterable(parts))
+        if len(seen) != len(frames.frames):
+            seen.update(dict.fromkeys(sorted(frames.frames.keys())))
+        return tuple(seen)
 
 
 __all__ = ["Machine", "enumerate_steps"]
