@@ -94,14 +94,16 @@ def test_jobs_2_gives_the_answer_of_one_process(vmcli, tmp_path) -> None:
     assert json.loads(two.stdout)["counts"] == "exact"
 
 
-@pytest.mark.parametrize("args, cut", [
-    (["--time-limit", "0.1", "--no-reduction"], "--time-limit 0.1s reached"),
-    (["--max-memory", "1"], "--max-memory 1 MiB reached"),
-    (["--max-states", "50", "--jobs", "2"], "--max-states 50 reached"),
+@pytest.mark.parametrize("args, reason, cut", [
+    (["--time-limit", "0.1", "--no-reduction"], "time-limit", "--time-limit 0.1s reached"),
+    (["--max-memory", "1"], "max-memory", "--max-memory 1 MiB reached"),
+    (["--max-states", "50", "--jobs", "2"], "max-states", "--max-states 50 reached"),
+    (["--max-states", "50"], "max-states", "--max-states 50 reached"),
 ])
-def test_a_cut_search_is_reported_with_what_it_found(vmcli, tmp_path, args, cut) -> None:
+def test_a_cut_search_is_reported_with_what_it_found(vmcli, tmp_path, args, reason, cut) -> None:
     doc = explore_json(vmcli, tmp_path, *args)
     assert doc["complete"] is False and doc["exists"] in ("unknown", "sometimes") and doc["frontier"] > 0
+    assert doc["cut"] == {"reason": reason, "text": cut}  # why, for a program to tell the cases apart
     p = vmcli("explore", "mapfixed-two-readers", "--policy", "wilcox", "--save", tmp_path, "--no-trace", *args)
     assert p.returncode == 0
     assert f"INCOMPLETE ({cut})" in p.stdout and "Exists: never" not in p.stdout

@@ -20,6 +20,7 @@ from vmactors.explore.matrix import Matrix, compute  # noqa: E402
 from vmactors.explore.parallel import Exhaustive, explore_sharded  # noqa: E402
 from vmactors.explore.runner import ExploreOptions, explore  # noqa: E402
 from vmactors.explore.space import EXACT, Options  # noqa: E402
+from vmactors.explore.results import INTERRUPTED  # noqa: E402
 from vmactors.library import resolve  # noqa: E402
 from vmactors.scenario import load_scenario  # noqa: E402
 
@@ -161,7 +162,7 @@ def test_an_interrupt_releases_the_actors(client, local_cluster) -> None:
 
     e, _ = explore_sharded(library("madvise-dontneed-vs-reader"), "wilcox", shards=2, client=client,
                            progress=progress)
-    assert e.cut == "interrupted" and e.distinct_states == calls[-1] and e.frontier > 0
+    assert e.cut == INTERRUPTED and e.distinct_states == calls[-1] and e.frontier > 0
     deadline = time.monotonic() + 10
     while any(w.state.actors for w in local_cluster.workers.values()) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -17,6 +17,7 @@ from vmactors.explore.check import compare, contradictions, status_of
 from vmactors.explore.exhaustive import explore_exhaustive
 from vmactors.explore.matrix import Matrix, compute
 from vmactors.explore.parallel import Exhaustive
+from vmactors.explore.results import Cut
 from vmactors.library import resolve
 from vmactors.scenario import load_scenario
 from vmactors.scenario.model import Expectation
@@ -46,6 +47,9 @@ def test_a_cut_search_that_contradicts_nothing_is_incomplete_not_a_mismatch(vmcl
     assert "0 passed, 0 failed, 2 incomplete" in p.stdout
     assert "expected sometimes" not in p.stdout and "got never" not in p.stdout
     assert not (tmp_path / "runs").exists()  # nothing unexpected to save
+    doc = json.loads(vmcli("check", path, "--max-states", "300", "--json", "--save", tmp_path / "runs").stdout)
+    assert [r["got"]["cut"] for r in doc["results"]] == [
+        {"reason": "max-states", "text": "--max-states 300 reached"}] * 2
 
 
 def test_a_cut_search_that_saw_an_unexpected_violation_is_a_mismatch(vmcli, tmp_path) -> None:
@@ -64,7 +68,7 @@ def test_exists_seen_where_never_was_expected_is_a_mismatch_even_cut() -> None:
     s = load_scenario(resolve("mapfixed-two-readers"))
     e, _ = explore_exhaustive(s, "wilcox")
     assert e.exists == "sometimes" and any(st.exists for st in e.states)
-    cut = attrs.evolve(e, complete=False, cut="--time-limit 1s reached", exists="sometimes")
+    cut = attrs.evolve(e, complete=False, cut=Cut.time_limit(1), exists="sometimes")
     never = Expectation(exists="never", violations=frozenset({"coherence"}))
     assert compare(never, cut) == ["exists: expected never, seen sometimes already"]
     assert status_of(cut, compare(never, cut)) == "mismatch"

@@ -19,6 +19,7 @@ from vmactors.explore import parallel
 from vmactors.explore.exhaustive import Limits, Search, explore_exhaustive
 from vmactors.explore.parallel import Exhaustive, Link, explore_sharded, placement
 from vmactors.explore.space import EXACT, Expander, Options
+from vmactors.explore.results import INTERRUPTED, Cut
 from vmactors.library import resolve
 from vmactors.scenario import load_scenario
 
@@ -72,7 +73,7 @@ def test_max_states_is_never_exceeded_and_cuts_where_one_process_cuts(max_states
     one, _ = explore_exhaustive(s, "wilcox", max_states=max_states)
     two, _ = explore_sharded(s, "wilcox", shards=2, limits=Limits(max_states=max_states))
     assert not two.complete and two.distinct_states <= max_states
-    assert two.cut == f"--max-states {max_states} reached"
+    assert two.cut == Cut.max_states(max_states)
     assert two.exists in ("unknown", "sometimes") and two.frontier > 0
     same(one, two)
 
@@ -80,14 +81,14 @@ def test_max_states_is_never_exceeded_and_cuts_where_one_process_cuts(max_states
 def test_a_time_limit_cuts_the_sharded_search_and_it_says_so() -> None:
     s = library("mapfixed-two-readers")
     e, _ = explore_sharded(s, "wilcox", shards=2, options=EXACT, limits=Limits(time_limit=0.2))
-    assert not e.complete and e.cut == "--time-limit 0.2s reached"
+    assert not e.complete and e.cut == Cut.time_limit(0.2) and e.cut.text == "--time-limit 0.2s reached"
     assert e.exists in ("unknown", "sometimes") and e.frontier > 0 and e.distinct_states > 1
 
 
 def test_a_memory_limit_cuts_the_sharded_search() -> None:
     s = library("mapfixed-two-readers")
     e, _ = explore_sharded(s, "wilcox", shards=2, limits=Limits(max_memory=1))
-    assert not e.complete and e.cut == "--max-memory 0 MiB reached"
+    assert not e.complete and e.cut == Cut.max_memory(0) and e.cut.reason == "max-memory"
 
 
 def test_a_shard_stops_at_its_own_memory_limit() -> None:
@@ -122,7 +123,7 @@ def test_an_interrupt_stops_the_shards_and_keeps_the_levels_done() -> None:
         e, _ = explore_sharded(s, "wilcox", shards=2, progress=progress)
     finally:
         parallel.Processes = real  # type: ignore[misc]
-    assert e.cut == "interrupted" and e.interrupted and not e.complete
+    assert e.cut == INTERRUPTED and e.interrupted and not e.complete
     assert e.distinct_states == levels[-1] and e.frontier > 0
     assert not any(p.is_alive() for p in backends[0].procs)
 

@@ -366,7 +366,8 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                 "got": {"exists": r.exploration.exists, "violations": r.violations,
                         "shortest": r.shortest,
                         "complete": r.exploration.complete, "runs": r.exploration.runs,
-                        "states": r.exploration.distinct_states},
+                        "states": r.exploration.distinct_states,
+                        **({"cut": r.exploration.cut.to_json()} if r.exploration.cut is not None else {})},
                 "problems": list(r.problems),
                 "replays": dict(r.replays),
             }

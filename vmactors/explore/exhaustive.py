@@ -27,7 +27,7 @@ from ..scenario.exists import evaluate
 from ..scenario.model import Scenario
 from ..sim.run import reg_map
 from .graph import StateGraph
-from .results import Exploration, Finding, FinalState, sort_states, verdict
+from .results import CYCLE, INTERRUPTED, Cut, Exploration, Finding, FinalState, sort_states, verdict
 from .shorten import shorten
 from .space import Expander, Options
 from .symmetry import expand_final_states
@@ -81,7 +81,7 @@ class Search:
         #: Nodes found but not expanded: node -> (system, flags).
         self.pending: dict[int, tuple[Any, frozenset[str]]] = {0: (system, flags)}
         self.level: list[int] = [0]
-        self.cut: str | None = None
+        self.cut: Cut | None = None
         self._freeze = False
         self._deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
 
@@ -100,7 +100,7 @@ class Search:
             while self.level and self.cut is None:
                 self.level = self._expand_level(self.level)
         except KeyboardInterrupt:
-            self.cut = "interrupted"
+            self.cut = INTERRUPTED
         finally:
             if self._freeze:
                 gc.unfreeze()
@@ -129,7 +129,7 @@ class Search:
             # One look-up per edge: a hit compares two equal states field by field.
             known = [index.get(e.key) for e in edges]
             if len(g) + known.count(None) > lim.max_states:
-                self.cut = f"--max-states {lim.max_states} reached"
+                self.cut = Cut.max_states(lim.max_states)
                 return level[n:]
             del self.pending[i]
             for e, j in zip(edges, known):
@@ -141,12 +141,13 @@ class Search:
                 g.edge(i, j, e.choice, e.violations)
         return nxt
 
-    def _over_budget(self) -> str | None:
+    def _over_budget(self) -> Cut | None:
         lim = self.limits
         if self._deadline is not None and time.monotonic() > self._deadline:
-            return f"--time-limit {lim.time_limit:g}s reached"
+            assert lim.time_limit is not None
+            return Cut.time_limit(lim.time_limit)
         if lim.max_memory is not None and resident_bytes() > lim.max_memory:
-            return f"--max-memory {lim.max_memory // 2**20} MiB reached"
+            return Cut.max_memory(lim.max_memory)
         return None
 
     def result(self) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
@@ -164,14 +165,14 @@ def resident_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def assemble(expander: Expander, g: StateGraph, cut: str | None, frontier: int
+def assemble(expander: Expander, g: StateGraph, cut: Cut | None, frontier: int
              ) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
     """What a search's graph says (its cut, if any, and the states left unexpanded)."""
     scenario = expander.scenario
     machine = expander.machine
     paths, runs_of, acyclic = g.counts()
     if not acyclic and cut is None:
-        cut = "the state graph has a cycle (a livelock), so interleavings cannot be counted"
+        cut = CYCLE
     grouped: dict[tuple[Any, str], int] = {}
     first: dict[tuple[Any, str], int] = {}
     for i, f in g.finals.items():
@@ -213,7 +214,7 @@ def assemble(expander: Expander, g: StateGraph, cut: str | None, frontier: int
         distinct_states=len(g),
         transitions=g.transitions,
         cut=cut,
-        interrupted=cut == "interrupted",
+        interrupted=cut == INTERRUPTED,
         frontier=frontier,
     )
     return exploration, choices

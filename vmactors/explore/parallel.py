@@ -67,7 +67,7 @@ from ..signals import stop_workers, worker_init
 from ..system.state import System
 from .exhaustive import DEFAULT_MAX_STATES, Limits, Progress, assemble, explore_exhaustive, resident_bytes
 from .graph import StateGraph
-from .results import Exploration
+from .results import INTERRUPTED, Cut, Exploration
 from .space import Expander, Final, Options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -686,7 +686,7 @@ class Coordinator:
         self.limits = limits
         self.progress = progress
         self.graph = StateGraph(0)  # nodes are keyed by their own number here
-        self.cut: str | None = None
+        self.cut: Cut | None = None
         #: States found and not expanded (the root, first).
         self.frontier = 1
         self._deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
@@ -708,24 +708,26 @@ class Coordinator:
                 depth += 1
         except KeyboardInterrupt:
             shards.kill()
-            self.cut = "interrupted"
+            self.cut = INTERRUPTED
 
-    def _over_budget(self) -> str | None:
+    def _over_budget(self) -> Cut | None:
         lim = self.limits
         if self._deadline is not None and time.monotonic() > self._deadline:
-            return f"--time-limit {lim.time_limit:g}s reached"
+            assert lim.time_limit is not None
+            return Cut.time_limit(lim.time_limit)
         if lim.max_memory is not None and resident_bytes() > lim.max_memory:
-            return f"--max-memory {lim.max_memory // 2**20} MiB reached"
+            return Cut.max_memory(lim.max_memory)
         return None
 
-    def _why(self, stopped: str) -> str:
+    def _why(self, stopped: str) -> Cut:
         lim = self.limits
         if stopped == "time":
-            return f"--time-limit {lim.time_limit:g}s reached"
+            assert lim.time_limit is not None
+            return Cut.time_limit(lim.time_limit)
         if stopped == "memory":
             assert lim.max_memory is not None
-            return f"--max-memory {lim.max_memory // 2**20} MiB reached"
-        return "interrupted"
+            return Cut.max_memory(lim.max_memory)
+        return INTERRUPTED
 
     def _level(self, shards: Backend, depth: int) -> bool:
         """One level; returns whether there is a next one."""
@@ -790,7 +792,7 @@ class Coordinator:
         done = sum(1 for p in processed if cut is None or p < cut)
         self.frontier += sum(1 for ns in numbers for x in ns if x >= 0) - done
         if cut is not None:
-            self.cut = f"--max-states {self.limits.max_states} reached"
+            self.cut = Cut.max_states(self.limits.max_states)
         elif stopped is not None:
             self.cut = self._why(stopped)
         if self.progress is not None:

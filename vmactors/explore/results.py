@@ -3,7 +3,7 @@ the herd7-style table and the `--json` object (docs/design.md#exploring)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -49,6 +49,45 @@ class Finding:
 
 
 @attrs.frozen
+class Cut:
+    """Why a search stopped before it was complete: `reason` for programs (one of
+    `REASONS`), `text` for people.
+
+    >>> Cut.max_states(300).text
+    '--max-states 300 reached'
+    """
+
+    reason: str
+    text: str
+
+    REASONS: ClassVar[tuple[str, ...]] = ("max-states", "time-limit", "max-memory", "interrupted", "cycle")
+
+    @classmethod
+    def max_states(cls, limit: int) -> Cut:
+        return cls("max-states", f"--max-states {limit} reached")
+
+    @classmethod
+    def time_limit(cls, seconds: float) -> Cut:
+        return cls("time-limit", f"--time-limit {seconds:g}s reached")
+
+    @classmethod
+    def max_memory(cls, limit_bytes: int) -> Cut:
+        return cls("max-memory", f"--max-memory {limit_bytes // 2**20} MiB reached")
+
+    def to_json(self) -> dict[str, str]:
+        return {"reason": self.reason, "text": self.text}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: A search stopped by SIGINT/SIGTERM (or a shard's stop flag).
+INTERRUPTED = Cut("interrupted", "interrupted")
+#: A search whose graph has a cycle: it explored everything, but cannot count runs.
+CYCLE = Cut("cycle", "the state graph has a cycle (a livelock), so interleavings cannot be counted")
+
+
+@attrs.frozen
 class Exploration:
     scenario: Scenario
     policy: str
@@ -61,7 +100,7 @@ class Exploration:
     findings: tuple[Finding, ...]
     distinct_states: int = 0
     transitions: int = 0
-    cut: str | None = None
+    cut: Cut | None = None
     interrupted: bool = False
     #: States found but not explored when the search stopped (0 when complete).
     frontier: int = 0
@@ -77,7 +116,8 @@ class Exploration:
             "states": [{"regs": dict(s.regs), "end": s.end, "count": s.count} for s in self.states],
             "exists": self.exists,
             "violations": {f.invariant: {"runs": f.runs, "replay": f.replay} for f in self.findings},
-            **({"frontier": self.frontier} if not self.complete and self.strategy == "exhaustive" else {}),
+            **({"cut": self.cut.to_json(), "frontier": self.frontier}
+               if not self.complete and self.strategy == "exhaustive" and self.cut is not None else {}),
         }
 
 
@@ -129,7 +169,7 @@ def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
         if e.strategy == "exhaustive"
         else f"{e.runs:,} {e.strategy.upper() if e.strategy == 'pct' else e.strategy} runs"
     )
-    if e.interrupted and not (e.cut or "").startswith("interrupted"):
+    if e.interrupted and e.cut != INTERRUPTED:
         how += ", interrupted"
     if e.exists is not None:
         seen = {"never": "not seen", "unknown": "not seen", "sometimes": "seen sometimes",
@@ -145,7 +185,7 @@ def render_table(e: Exploration, traces: dict[str, str] | None = None) -> str:
     obs = observation(e)
     if obs is not None:
         lines.append(obs)
-    if e.strategy == "exhaustive" and not e.complete and e.cut and "max-states" in e.cut:
+    if e.strategy == "exhaustive" and not e.complete and e.cut is not None and e.cut.reason == "max-states":
         lines.append("Hint: raise --max-states, or sample instead: --strategy pct --runs 10000 --jobs 2")
     if e.findings:
         lines.append("Violations:")

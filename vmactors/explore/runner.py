@@ -27,7 +27,7 @@ from ..scenario.model import Scenario
 from .exhaustive import DEFAULT_MAX_STATES
 from .parallel import Exhaustive, cluster, pool, workers_of
 from .replay_file import save_counterexample
-from .results import Exploration
+from .results import INTERRUPTED, Exploration
 from .sampling import RunSummary, aggregate, sample_runs
 from .space import Options
 
@@ -172,7 +172,7 @@ def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tu
                     update = bar.task(f"{scenario.name} [{p}] states", None)
                     results[p] = search.explore(scenario, p, shards=shards, client=client,
                                                 progress=search_progress(update))
-                    if results[p][0].cut == "interrupted":
+                    if results[p][0].cut == INTERRUPTED:
                         interrupted = True
                         break
             elif opts.strategy == "exhaustive":
