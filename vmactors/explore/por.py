@@ -213,6 +213,8 @@ class Reducer:
         self.ncpus = machine.ncpus
         self._cpu_futures: dict[CpuState, Future] = {}
         self._effects: dict[Hashable, Effect] = {}
+        #: (id of an effect, id of a future) -> (the two, kept alive; whether they conflict).
+        self._conflicts: dict[tuple[int, int], tuple[Effect, Future, bool]] = {}
         self._answering: dict[tuple[CpuState, frozenset[tuple[ActorKind, str]]], Future] = {}
         self._service_futures: dict[tuple[Any, ...], Future] = {}
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -486,11 +488,20 @@ class Reducer:
         kind = m.ids[slot].kind
         actor = m.actors[slot]
         state = system.actors[slot]
+        conflicts = self._conflicts
         for other, f in futures.items():
             if other == slot:
                 continue
-            if any(e.hits(f) for e in effects):
-                return False
+            for e in effects:
+                # Effects and futures are remembered and never change once built, so a
+                # pair's answer is looked up by identity (the pair kept alive with it).
+                hit = conflicts.get((id(e), id(f)))
+                if hit is None:
+                    if len(conflicts) > 200_000:
+                        conflicts.clear()
+                    hit = conflicts[(id(e), id(f))] = (e, f, e.hits(f))
+                if hit[2]:
+                    return False
             if kind is not ActorKind.CPU:
                 # Someone may still send to this service: only requests that commute
                 # with each step of T may come first.

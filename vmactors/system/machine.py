@@ -31,7 +31,7 @@ import immutables
 
 from ..actors.base import Actor
 from ..actors.cpu import CpuActor
-from ..actors.effects import Effects, RecordingEffects
+from ..actors.effects import Effects, Note, RecordingEffects
 from ..actors.footprint import Footprint
 from ..actors.messages import Envelope
 from ..actors.policy import Policy
@@ -41,6 +41,7 @@ from ..actors.shootdown import Shootdown
 from ..actors.tasks import CpuState, Program
 from ..actors.tree_owner import TreeOwner
 from ..ids import ActorId
+from ..log.schema import Event
 from ..mm.world import World
 from ..scenario.model import RegValue, Scenario
 from .clock import DEFAULT, CostModel, traced
@@ -65,8 +66,7 @@ def enumerate_steps(ids: Sequence[ActorId], last: int | None, own: Sequence[int]
                 by_dst[dst] = [src]
             else:
                 srcs.append(src)
-    n = len(ids)
-    order: Iterable[int] = range(n) if last is None else (last, *range(last), *range(last + 1, n))
+    order = _order(len(ids), last)
     out: list[Step] = []
     for slot in order:
         aid = ids[slot]
@@ -78,6 +78,12 @@ def enumerate_steps(ids: Sequence[ActorId], last: int | None, own: Sequence[int]
                 srcs.sort(key=lambda s: ids[s].name)
             out.extend(_delivery(aid, ids[src]) for src in srcs)
     return out
+
+
+@functools.cache
+def _order(n: int, last: int | None) -> tuple[int, ...]:
+    """The actor slots in choice order: the one that ran last first."""
+    return tuple(range(n)) if last is None else (last, *range(last), *range(last + 1, n))
 
 
 # Steps are values: the explorer lists a state's enabled steps for every state it
@@ -129,6 +135,11 @@ class Machine:
         self.steps: dict[Hashable, tuple[ActorOutcome, bool, bool]] | None = None
         #: A state class -> the names of its history fields (`eq=False`).
         self._history: dict[type, tuple[str, ...]] = {}
+        #: id of a step -> (the step, kept alive; its actor's slot; its sender's slot).
+        self._step_slots: dict[int, tuple[Step, int, int | None]] = {}
+        #: Slots of the actors that have own steps at all (the others only receive).
+        self._own_steppers = tuple(i for i, a in enumerate(self.actors)
+                                   if type(a).own_steps is not Actor.own_steps)
         #: Slots of the actors whose states may name frames (`Actor.frames_of`).
         self.frame_holders = tuple(i for i, a in enumerate(self.actors)
                                     if type(a).frames_of is not Actor.frames_of)
@@ -143,8 +154,10 @@ class Machine:
         """Every step that may go next, in choice order."""
         states = system.actors
         actors = self.actors
-        own = [actors[i].own_steps(states[i]) for i in range(len(actors))]
-        heads = ((s, d, q[0].msg.KIND) for (s, d), q in system.channels.items() if q)
+        own = [0] * len(actors)
+        for i in self._own_steppers:
+            own[i] = actors[i].own_steps(states[i])
+        heads = [(s, d, q[0].msg.KIND) for (s, d), q in system.channels.items() if q]
         return enumerate_steps(self.ids, system.last, own, heads, lambda d: actors[d].rejects(states[d]))
 
     def finished(self, system: System, skip: frozenset[int] = frozenset()) -> bool:
@@ -215,20 +228,39 @@ class Machine:
 
     def apply(self, system: System, step: Step, effects: type[Effects] = Effects) -> StepResult:
         """Run one actor step. Pure: `system` is not changed."""
-        slot = self.slot[step.actor]
+        slots = self._step_slots.get(id(step))
+        if slots is None:
+            slots = self._slots_of(step)
+        slot, src = slots[1], slots[2]
         channels = system.channels
         env = None
-        if step.src is not None:
-            key = (self.slot[step.src], slot)
+        if src is not None:
+            key = (src, slot)
             queue = channels[key]
             env = queue[0]
             channels = channels.set(key, queue[1:]) if len(queue) > 1 else channels.delete(key)
         if self.steps is not None:
-            out = self._remembered_step(slot, system, env, step.choice, effects)
-        else:
-            out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
-                                  system.next_msg_id, effects)
+            return self._remembered_step(slot, system, channels, env, step.choice, effects)
+        out = self.actor_step(slot, system.actors[slot], system.world, env, step.choice, system.clocks[slot],
+                              system.next_msg_id, effects)
         return self.commit(system, slot, channels, env, out)
+
+    def _slots_of(self, step: Step) -> tuple[Step, int, int | None]:
+        """(step, its actor's slot, its sender's slot or None), remembered by the step's
+        identity (the step kept alive with it): the explorer's steps are built once
+        (`_own_steps`, `_delivery`), and an id is cheaper to look up than a step."""
+        if len(self._step_slots) > 10_000:
+            self._step_slots.clear()
+        slots = self._step_slots[id(step)] = (step, self.slot[step.actor],
+                                              None if step.src is None else self.slot[step.src])
+        return slots
+
+    def history_of(self, state: Any) -> tuple[Any, ...]:
+        """The values of `state`'s history fields (`eq=False`), in field order."""
+        history = self._history.get(type(state))
+        if history is None:
+            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
+        return tuple(getattr(state, name) for name in history) if history else ()
 
     def step_key(self, system: System, slot: int, env: Envelope | None, choice: int) -> Hashable:
         """What actor `slot`'s step in `system` (taking `env`, or own step `choice`)
@@ -236,21 +268,18 @@ class Machine:
         stamps on what they send (`_remembered_step`)."""
         state: Any = system.actors[slot]
         world = system.world
-        history = self._history.get(type(state))
-        if history is None:
-            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
-        return (slot, state, tuple(getattr(state, name) for name in history) if history else (),
-                world, world.frames.next_id, world.caches, None if env is None else (env.src, env.msg), choice)
+        return (slot, state, self.history_of(state), world, world.frames.next_id, world.caches,
+                None if env is None else (env.src, env.msg), choice)
 
-    def _remembered_step(self, slot: int, system: System, env: Envelope | None, choice: int,
-                         effects: type[Effects]) -> ActorOutcome:
-        """`actor_step` of actor `slot`, remembered (`steps`). A step is a function of
-        the actor's state (with its history fields, `eq=False`: a grace period's
-        number, the tree's version), the world (with its own: the next frame id, the
-        cost model's caches), the message it takes and the choice; the message's id
-        and time, and the clock, only stamp what it sends, so they are applied
-        afresh. A step that changed neither the state nor the world gives back the
-        caller's objects, as a step run afresh does."""
+    def _remembered_step(self, slot: int, system: System, channels: immutables.Map[Channel, tuple[Envelope, ...]],
+                         env: Envelope | None, choice: int, effects: type[Effects]) -> StepResult:
+        """`actor_step` of actor `slot`, remembered (`steps`), then committed. A step is
+        a function of the actor's state (with its history fields, `eq=False`: a grace
+        period's number, the tree's version), the world (with its own: the next frame
+        id, the cost model's caches), the message it takes and the choice; the
+        message's id and time, and the clock, only stamp what it sends, so they are
+        applied afresh. A step that changed neither the state nor the world gives back
+        the caller's objects, as a step run afresh does."""
         assert self.cost is None and self.steps is not None
         memo = self.steps
         state, world = system.actors[slot], system.world
@@ -260,40 +289,61 @@ class Machine:
             out = self.actor_step(slot, state, world, env, choice, system.clocks[slot], system.next_msg_id, effects)
             if len(memo) > 200_000:
                 memo.clear()
+            new_state = out.state
+            if slot < self.ncpus and self.interned is not None:
+                # Remembered interned: a hit then needs no look-up (`commit`).
+                new_state = self._intern(new_state)
+                out = attrs.evolve(out, state=new_state)
             memo[key] = (out, out.state is state, out.world is world)
-            return out
+            return self.commit(system, slot, channels, env, out)
         out, same_state, same_world = hit
         start = system.clocks[slot] if env is None else max(system.clocks[slot], env.sent_at)
-        cause = env.msg_id if env is not None else None
-        first = system.next_msg_id
-        sent = tuple(Envelope(e.src, e.dst, e.msg, first + i, cause, start) for i, e in enumerate(out.sent))
-        return ActorOutcome(state if same_state else out.state, world if same_world else out.world, out.events,
-                            sent, out.notes, start, start, out.touched)
+        sent = out.sent
+        if sent:
+            cause = env.msg_id if env is not None else None
+            first = system.next_msg_id
+            sent = tuple(Envelope(e.src, e.dst, e.msg, first + i, cause, start) for i, e in enumerate(sent))
+        return self._commit(system, slot, channels, env, state if same_state else out.state,
+                            world if same_world else out.world, out.events, sent, out.notes, start, start,
+                            out.touched, True)
+
+    def _intern(self, state: CpuState) -> CpuState:
+        interned = self.interned
+        assert interned is not None
+        if len(interned) > 200_000:
+            interned.clear()
+        return interned.setdefault(state, state)
 
     def commit(self, system: System, slot: int, channels: immutables.Map[Channel, tuple[Envelope, ...]],
                env: Envelope | None, out: ActorOutcome) -> StepResult:
         """The system after actor `slot`'s step `out` (its received message already
         taken off `channels`)."""
-        for e in out.sent:
+        return self._commit(system, slot, channels, env, out.state, out.world, out.events, out.sent, out.notes,
+                            out.start, out.end, out.touched, False)
+
+    def _commit(self, system: System, slot: int, channels: immutables.Map[Channel, tuple[Envelope, ...]],
+                env: Envelope | None, state: Any, world: World, events: tuple[Event | int, ...],
+                sent: tuple[Envelope, ...], notes: tuple[Note, ...], start: int, end: int,
+                touched: Footprint | None, interned: bool) -> StepResult:
+        """`commit`, from the outcome's parts (`interned`: `state` is already the
+        interned one, when it is a CPU's)."""
+        for e in sent:
             key = (slot, self.slot[e.dst])
             channels = channels.set(key, channels.get(key, ()) + (e,))
         states = system.actors
-        state = out.state
-        interned = self.interned
-        if interned is not None and slot < self.ncpus:
-            if len(interned) > 200_000:
-                interned.clear()
-            state = interned.setdefault(state, state)
+        if not interned and self.interned is not None and slot < self.ncpus:
+            state = self._intern(state)
+        clocks = system.clocks
         new = System(
-            world=out.world,
+            world=world,
             actors=states[:slot] + (state,) + states[slot + 1:],
             channels=channels,
             last=slot,
             step=system.step + 1,
-            next_msg_id=system.next_msg_id + len(out.sent),
-            clocks=system.clocks[:slot] + (out.end,) + system.clocks[slot + 1:],
+            next_msg_id=system.next_msg_id + len(sent),
+            clocks=clocks[:slot] + (end,) + clocks[slot + 1:],
         )
-        return StepResult(new, out.events, out.sent, env, out.notes, out.start, out.touched)
+        return StepResult(new, events, sent, env, notes, start, touched)
 
     def footprint(self, system: System, step: Step) -> Footprint:
         """What `step` reads and writes of the shared world, declared before it runs."""
