@@ -132,13 +132,18 @@ class Search:
                 self.cut = Cut.max_states(lim.max_states)
                 return level[n:]
             del self.pending[i]
+            succ = g.succ[i]
             for e, j in zip(edges, known):
                 if j is None:
                     j, fresh = g.add(e.key, i, e.choice)
                     if fresh:
                         self.pending[j] = (e.system, e.flags)
                         nxt.append(j)
-                g.edge(i, j, e.choice, e.violations)
+                if e.violations:
+                    g.edge(i, j, e.choice, e.violations)
+                else:  # `g.edge` without a witness to record
+                    succ.append((j, 0))
+                    g.transitions += 1
         return nxt
 
     def _over_budget(self) -> Cut | None:

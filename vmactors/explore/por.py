@@ -253,8 +253,9 @@ class Reducer:
         is one, and are mostly the same steps. A remembered effect saves running a
         step the search may not follow."""
         m = self.machine
-        slot = m.slot[step.actor]
-        key = m.step_key(system, slot, m.head(system, step), step.choice)
+        _, slot, src = m.step_slots(step)
+        head = None if src is None else system.channels[(src, slot)][0]
+        key = m.step_key(system, slot, head, step.choice)
         hit = self._effects.get(key)
         if hit is None:
             if len(self._effects) > 200_000:
@@ -461,11 +462,14 @@ class Reducer:
                         answers.setdefault(b, set()).add((ActorKind.SHOOTDOWN, Ack.KIND))
                     elif env.kind == QsRequest.KIND:
                         answers.setdefault(b, set()).add((ActorKind.RCU, Qs.KIND))
+        cpu_futures = self._cpu_futures
         for slot in range(len(system.actors)):
             if slot < self.ncpus:
                 state = system.actors[slot]
                 assert isinstance(state, CpuState)
-                f = self.cpu_future(slot, state)
+                f = cpu_futures.get(state)  # (`cpu_future`'s hit, without the call)
+                if f is None:
+                    f = self.cpu_future(slot, state)
                 extra = answers.get(slot)
                 if extra and not extra <= f.sends:
                     key = (state, frozenset(extra))

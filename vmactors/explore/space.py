@@ -175,7 +175,8 @@ class Expander:
         for choice in chosen:
             step = steps[choice]
             result_ = result(choice)
-            violations = tuple(check_step(system, result_))
+            found = check_step(system, result_)
+            violations = tuple(found) if found else ()
             child_flags = flags
             if violations and self._flagged:
                 child_flags = flags | {v.invariant for v in violations}

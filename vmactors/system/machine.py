@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -145,6 +146,11 @@ class Machine:
                                     if type(a).frames_of is not Actor.frames_of)
         #: A part of a state (page cache, PTEs, an actor's state) -> its frames in order.
         self._frame_memo: dict[Hashable, tuple[int, ...]] = {}
+        #: The frame holders' states out of a system's, as a tuple (None: one holder or none).
+        self._held: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = (
+            operator.itemgetter(*self.frame_holders) if len(self.frame_holders) > 1 else None)
+        #: (id of a world, ids of its frame holders' states) -> (them, kept alive; the order).
+        self._frame_orders: dict[tuple[int, ...], tuple[World, tuple[Any, ...], tuple[int, ...]]] = {}
         self.initial = System(world=world, actors=tuple(states), channels=immutables.Map(),
                               clocks=(0,) * len(self.actors))
 
@@ -255,12 +261,10 @@ class Machine:
                                               None if step.src is None else self.slot[step.src])
         return slots
 
-    def history_of(self, state: Any) -> tuple[Any, ...]:
-        """The values of `state`'s history fields (`eq=False`), in field order."""
-        history = self._history.get(type(state))
-        if history is None:
-            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
-        return tuple(getattr(state, name) for name in history) if history else ()
+    def step_slots(self, step: Step) -> tuple[Step, int, int | None]:
+        """(step, its actor's slot, its sender's slot or None)."""
+        slots = self._step_slots.get(id(step))
+        return self._slots_of(step) if slots is None else slots
 
     def step_key(self, system: System, slot: int, env: Envelope | None, choice: int) -> Hashable:
         """What actor `slot`'s step in `system` (taking `env`, or own step `choice`)
@@ -268,8 +272,11 @@ class Machine:
         stamps on what they send (`_remembered_step`)."""
         state: Any = system.actors[slot]
         world = system.world
-        return (slot, state, self.history_of(state), world, world.frames.next_id, world.caches,
-                None if env is None else (env.src, env.msg), choice)
+        history = self._history.get(type(state))
+        if history is None:
+            history = self._history[type(state)] = tuple(a.name for a in attrs.fields(type(state)) if not a.eq)
+        return (slot, state, tuple([getattr(state, name) for name in history]) if history else (), world,
+                world.frames.next_id, world.caches, None if env is None else (env.src, env.msg), choice)
 
     def _remembered_step(self, slot: int, system: System, channels: immutables.Map[Channel, tuple[Envelope, ...]],
                          env: Envelope | None, choice: int, effects: type[Effects]) -> StepResult:
@@ -365,8 +372,26 @@ class Machine:
     def frame_order(self, system: System) -> tuple[int, ...]:
         """Frame ids in order of first appearance: page cache, PTEs, each actor's own
         (a CPU's TLB and tasks), the free stack, then any frame nothing refers to."""
-        # Every state's key computes this; the parts a step did not change are looked
+        # Every state's key computes this. A step that touched no frames gives back
+        # the world and the frame holders' states it was given, so a state's siblings
+        # often share all of them: the whole order is looked up by their identities
+        # (kept alive with it). Otherwise the parts a step did not change are looked
         # up (their hashes are cached), not walked again.
+        world = system.world
+        states = system.actors
+        held = tuple(states[slot] for slot in self.frame_holders) if self._held is None else self._held(states)
+        whole = self._frame_orders
+        key = (id(world), *map(id, held))
+        hit = whole.get(key)
+        if hit is not None:
+            return hit[2]
+        if len(whole) > 100_000:
+            whole.clear()
+        order = self._frame_order(system)
+        whole[key] = (world, held, order)
+        return order
+
+    def _frame_order(self, system: System) -> tuple[int, ...]:
         world = system.world
         memo = self._frame_memo
         if len(memo) > 200_000:
