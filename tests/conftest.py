@@ -82,17 +82,16 @@ def runs_under(scen: Scenario, policy: str) -> bool:
     mmap_sem-4.19. An ablation runs on the scenarios whose `[expect]` names it: there
     it trips its invariant, so the rows it changes run; the rows it shares with its
     design are walked under the design on the whole library. With VMACTORS_FULL_WALKS=1
-    an ablation walks every scenario except those of the kernel's history
-    (docs/history.md: fork, mremap, truncate, stacks, page tables freed — the largest
-    state spaces under wilcox's ablations), which still need their `[expect]` to name it."""
-    from vmactors.ops import Fork, Mremap, Truncate
+    an ablation walks every scenario except those the reductions do not apply to
+    (`reducible`: the kernel's history of docs/history.md, with fork, mremap,
+    truncate, stacks, page tables freed — the largest state spaces under wilcox's
+    ablations), which still need their `[expect]` to name it."""
+    from vmactors.explore.space import reducible
     from vmactors.policies import ABLATIONS
 
     if policy not in ABLATIONS or policy in dict(scen.expect):
         return True
-    history = (scen.forks or scen.free_pgtables or any(m.growsdown for m in scen.maps)
-               or any(isinstance(op, (Fork, Mremap, Truncate)) for t in scen.threads for op in t.ops))
-    return FULL_WALKS and not history
+    return FULL_WALKS and reducible(scen)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -19,7 +19,6 @@ from vmactors.explore.exhaustive import explore_exhaustive
 from vmactors.explore.space import EXACT, Options, reducible
 from vmactors.policies import POLICY_NAMES
 from vmactors.scenario import load_scenario, parse_scenario
-from vmactors.system.machine import Machine
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("exact_library.json")
@@ -92,7 +91,7 @@ LIBRARY = sorted((ROOT / "scenarios").glob("*.toml"))
 def test_every_library_scenario_reduced_matches_the_unreduced_record(path: Path) -> None:
     golden = _golden()
     s = load_scenario(str(path))
-    if not reducible(Machine(s, "mmap_sem")):
+    if not reducible(s):
         pytest.skip(f"{s.name}: the reductions do not apply (its default search is the exact one)")
     # By default the policies of the scenario's [expect] table (its ablations included).
     policies = POLICY_NAMES if FULL or not s.expect else [p for p, _ in s.expect]

@@ -113,7 +113,7 @@ class Search:
             if n % 64 == 0:
                 if self._freeze:
                     gc.freeze()
-                self.cut = self._over_budget()
+                self.cut = over_budget(self.limits, self._deadline)
                 if self.cut is not None:
                     return level[n:]
                 if self.progress is not None:
@@ -146,17 +146,19 @@ class Search:
                     g.transitions += 1
         return nxt
 
-    def _over_budget(self) -> Cut | None:
-        lim = self.limits
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            assert lim.time_limit is not None
-            return Cut.time_limit(lim.time_limit)
-        if lim.max_memory is not None and resident_bytes() > lim.max_memory:
-            return Cut.max_memory(lim.max_memory)
-        return None
-
     def result(self) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
         return assemble(self.expander, self.graph, self.cut, len(self.pending))
+
+
+def over_budget(limits: Limits, deadline: float | None) -> Cut | None:
+    """The cut a search must make now for its time limit (`deadline`, in
+    time.monotonic()) or its memory limit, if either is passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        assert limits.time_limit is not None
+        return Cut.time_limit(limits.time_limit)
+    if limits.max_memory is not None and resident_bytes() > limits.max_memory:
+        return Cut.max_memory(limits.max_memory)
+    return None
 
 
 def resident_bytes() -> int:

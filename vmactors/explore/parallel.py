@@ -65,7 +65,7 @@ from ..invariants import Violation
 from ..scenario.model import Scenario
 from ..signals import stop_workers, worker_init
 from ..system.state import System
-from .exhaustive import DEFAULT_MAX_STATES, Limits, Progress, assemble, explore_exhaustive, resident_bytes
+from .exhaustive import DEFAULT_MAX_STATES, Limits, Progress, assemble, explore_exhaustive, over_budget, resident_bytes
 from .graph import StateGraph
 from .results import INTERRUPTED, Cut, Exploration
 from .space import Expander, Final, Options
@@ -700,7 +700,7 @@ class Coordinator:
         depth = 0
         try:
             while self.cut is None:
-                self.cut = self._over_budget()
+                self.cut = over_budget(self.limits, self._deadline)
                 if self.cut is not None:
                     break
                 if not self._level(shards, depth):
@@ -709,15 +709,6 @@ class Coordinator:
         except KeyboardInterrupt:
             shards.kill()
             self.cut = INTERRUPTED
-
-    def _over_budget(self) -> Cut | None:
-        lim = self.limits
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            assert lim.time_limit is not None
-            return Cut.time_limit(lim.time_limit)
-        if lim.max_memory is not None and resident_bytes() > lim.max_memory:
-            return Cut.max_memory(lim.max_memory)
-        return None
 
     def _why(self, stopped: str) -> Cut:
         lim = self.limits

@@ -88,17 +88,16 @@ EXACT = Options(reduction=False, symmetry=False)
 REDUCIBLE_OPS = (Load, Store, Mmap, MmapFixed, Munmap, Mprotect, Madvise)
 
 
-def reducible(machine: Machine) -> bool:
-    """Whether the reductions apply to `machine`'s scenario: one address space, the
-    ops above, no grows-down maps, no page-table pages to free. Elsewhere (fork,
-    mremap, truncate, stack expansion: the kernel-history scenarios) a search is
-    unreduced: its counts are exact, its answers need no argument."""
-    scenario = machine.scenario
+def reducible(scenario: Scenario) -> bool:
+    """Whether the reductions apply to `scenario`: one address space, the ops above,
+    no grows-down maps, no page-table pages to free. Elsewhere (fork, mremap,
+    truncate, stack expansion: the kernel-history scenarios) a search is unreduced:
+    its counts are exact, its answers need no argument."""
     # A fork is an op outside REDUCIBLE_OPS, so a scenario with a child address space
     # (and threads in it) is already excluded by the last test.
     if any(m.growsdown for m in scenario.maps) or scenario.free_pgtables:
         return False
-    return all(isinstance(op, REDUCIBLE_OPS) for t in machine.program.threads for op in t.ops)
+    return all(isinstance(op, REDUCIBLE_OPS) for t in scenario.threads for op in t.ops)
 
 
 class Expander:
@@ -109,7 +108,7 @@ class Expander:
         self.machine.cost = None  # the search never reads virtual time
         self.machine.interned = {}
         self.machine.steps = {}
-        if not reducible(self.machine):
+        if not reducible(scenario):
             options = EXACT
         self.options = options
         self._canon = Canon(self.machine)
