@@ -114,6 +114,33 @@ def scenario(tmp_path: Path) -> Callable[..., Scenario]:
     return make
 
 
+#: Three interchangeable readers of a prefaulted file map and one MAP_FIXED writer:
+#: large enough to shard and to cut, and its readers are symmetric.
+READERS = """\
+name = "readers"
+[[map]]
+name = "A"
+kind = "file"
+file = "f1"
+fill = 1
+prefault = [0, 1, 2]
+[[thread]]
+ops = ["r0 = load A"]
+[[thread]]
+ops = ["r0 = load A"]
+[[thread]]
+ops = ["r0 = load A"]
+[[thread]]
+ops = ["mmap A fixed kind=file file=f2 fill=2"]
+"""
+
+
+@pytest.fixture
+def readers_text() -> str:
+    """The text of `READERS`: 3 readers of a file map and one MAP_FIXED writer."""
+    return READERS
+
+
 # --- all interleavings, with a monitor ------------------------------------------
 
 

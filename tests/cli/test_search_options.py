@@ -22,24 +22,6 @@ COMMANDS = ("explore", "check", "matrix")
 OPTIONS = ["--time-limit SECONDS", "--max-memory MB", "--no-reduction", "--no-symmetry", "--cluster tcp://HOST:PORT",
            "--jobs N"]
 
-READERS = """\
-name = "readers"
-[[map]]
-name = "A"
-kind = "file"
-file = "f1"
-fill = 1
-prefault = [0, 1, 2]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["mmap A fixed kind=file file=f2 fill=2"]
-"""
-
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_that_explores_has_the_options(vmcli, command) -> None:
@@ -157,9 +139,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_long_search(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
+def start_long_search(tmp_path: Path, text: str) -> tuple[subprocess.Popen[str], set[int]]:
     path = tmp_path / "readers.toml"
-    path.write_text(READERS)
+    path.write_text(text)
     proc = subprocess.Popen([sys.executable, "-m", "vmactors", "explore", str(path), "--policy", "wilcox",
                              "--no-reduction", "--jobs", "2", "--save", str(tmp_path), "--no-trace"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -175,9 +157,9 @@ def start_long_search(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_stops_a_sharded_search_and_its_shards(tmp_path, sig) -> None:
+def test_ctrl_c_stops_a_sharded_search_and_its_shards(tmp_path, sig, readers_text) -> None:
     """As without --jobs: the table of what was explored, exit 1 (docs/design.md#commands)."""
-    proc, shards = start_long_search(tmp_path)
+    proc, shards = start_long_search(tmp_path, readers_text)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
@@ -187,8 +169,8 @@ def test_ctrl_c_stops_a_sharded_search_and_its_shards(tmp_path, sig) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
-def test_shards_die_with_a_killed_parent(tmp_path) -> None:
-    proc, shards = start_long_search(tmp_path)
+def test_shards_die_with_a_killed_parent(tmp_path, readers_text) -> None:
+    proc, shards = start_long_search(tmp_path, readers_text)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10

@@ -181,29 +181,10 @@ def test_equal_states_have_one_owner_in_processes_with_different_hash_seeds() ->
     assert 0.35 < sum(p % 2 for p in runs[0]) / len(runs[0]) < 0.65
 
 
-READERS = """\
-name = "readers"
-[[map]]
-name = "A"
-kind = "file"
-file = "f1"
-fill = 1
-prefault = [0, 1, 2]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["r0 = load A"]
-[[thread]]
-ops = ["mmap A fixed kind=file file=f2 fill=2"]
-"""
-
-
-def test_a_state_and_its_key_have_one_owner(scenario) -> None:
+def test_a_state_and_its_key_have_one_owner(scenario, readers_text) -> None:
     """Keys are states renamed (interchangeable CPUs swapped, frames renumbered): a
     shard routes a successor by the state as reached, its owner files it by key."""
-    x = Expander(scenario(READERS), "wilcox", Options())
+    x = Expander(scenario(readers_text), "wilcox", Options())
     assert x.symmetry is not None
     level, seen, renamed = [x.root()], 0, 0
     while level and seen < 3000:
@@ -219,8 +200,8 @@ def test_a_state_and_its_key_have_one_owner(scenario) -> None:
     assert renamed > 50  # the check saw keys that are renamings
 
 
-def test_two_shards_agree_with_one_on_interchangeable_cpus(scenario) -> None:
-    s = scenario(READERS)
+def test_two_shards_agree_with_one_on_interchangeable_cpus(scenario, readers_text) -> None:
+    s = scenario(readers_text)
     one, w1 = explore_exhaustive(s, "wilcox", options=REDUCED)
     two, w2 = explore_sharded(s, "wilcox", shards=2, options=REDUCED)
     same(one, two)
