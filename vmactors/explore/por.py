@@ -29,12 +29,18 @@ write to); anything else rejects T.
 The search also keys states with the invariants violated on the way (`space`), since
 a reduced search reaches some states by fewer paths.
 
+Two CPUs loading two different maps: either may go first, so cpu0's step alone is
+persistent.
+
 >>> from vmactors.testing import VM
->>> s = VM().scenario('name = "t"\\n[[map]]\\nname = "A"\\nfill = 7\\n[[thread]]\\nops = ["r0 = load A"]\\n')
+>>> s = VM().scenario('name = "t"\\n[[map]]\\nname = "A"\\nfill = 7\\n[[map]]\\nname = "B"\\nfill = 8\\n'
+...                   '[[thread]]\\nops = ["r0 = load A"]\\n[[thread]]\\nops = ["r0 = load B"]\\n')
 >>> from vmactors.system.machine import Machine
 >>> m = Machine(s, "mmap_sem")
->>> r = Reducer(m)
->>> r.ample(m.initial, m.enabled(m.initial), lambda i: m.apply(m.initial, m.enabled(m.initial)[i]))
+>>> steps = m.enabled(m.initial)
+>>> [str(st.actor) for st in steps]
+['cpu0', 'cpu1']
+>>> Reducer(m).ample(m.initial, steps, lambda i: m.apply(m.initial, steps[i]))
 [0]
 """
 
