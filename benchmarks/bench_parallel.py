@@ -14,7 +14,7 @@ processes right now (2.0 on two idle cores; less when something else runs). Each
 round measures everything once, in turn, so that all figures of a round saw the
 same load; the table gives every round and the range.
 
-    .venv/bin/python benchmarks/bench_parallel.py                 # 4 readers, 3 rounds
+    .venv/bin/python benchmarks/bench_parallel.py                 # 4 readers x 2 loads, 3 rounds (~4 min)
     .venv/bin/python benchmarks/bench_parallel.py --readers 3 --rounds 5 --no-cluster
 """
 
@@ -77,7 +77,7 @@ def children_cpu() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readers", type=int, default=4, help="reader threads (default: 4)")
-    ap.add_argument("--loads", type=int, default=1, help="loads per reader (default: 1)")
+    ap.add_argument("--loads", type=int, default=2, help="loads per reader (default: 2)")
     ap.add_argument("--policy", default="wilcox", help="default: wilcox")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of measurements (default: 3)")
     ap.add_argument("--burn", type=int, default=6_000_000, help="iterations of each baseline loop")
@@ -107,8 +107,8 @@ def main() -> None:
             c0, t0 = time.process_time(), time.perf_counter()
             one, _ = explore_exhaustive(s, args.policy, options=options, max_states=limits.max_states)
             t_one, c_one = time.perf_counter() - t0, time.process_time() - c0
-            # The shards keep what they hold away from the cyclic collector
-            # (gc.freeze); one process does not: how much of a difference that is.
+            # One process freezes what it holds out of the cyclic collector as it
+            # goes, shard processes run without it: how much of a difference that is.
             gc.disable()
             c0 = time.process_time()
             explore_exhaustive(s, args.policy, options=options, max_states=limits.max_states)
@@ -159,8 +159,8 @@ def main() -> None:
           f"cluster time / --jobs 2 time {span(figures['cluster/jobs'])} (goal <= 1.3)")
     print("(CPU s: this process plus its shard processes, or the cluster's workers. The baseline is what two\n"
           " processes give two equal CPU loops in the same round; with other work on the machine both fall\n"
-          " together. A speed-up above it comes from the collector: shards gc.freeze() what they hold, one\n"
-          " process does not - 'CPU s, no gc' is one process with the collector off.)")
+          " together. 'CPU s, no gc' is one process with the collector off, as --jobs runs its shards; the\n"
+          " cluster's shards freeze what they hold out of it instead, as one process does.)")
 
 
 if __name__ == "__main__":

@@ -240,6 +240,59 @@ def test_values_sent_once_are_sent_as_references_after() -> None:
     assert echo is children[0]
 
 
+def level_of(name: str, policy: str, size: int) -> list:  # type: ignore[type-arg]
+    """About `size` states of a breadth-first search, as a shard's batch holds them."""
+    x = Expander(library(name), policy, EXACT)
+    level, seen = [x.root()[1]], []
+    while level and len(seen) < size:
+        level = [e.system for system in level for e in x.expand(system, frozenset(), 0)]
+        seen.extend(level)
+    return seen[:size]
+
+
+def test_a_batch_sent_leaves_nothing_for_the_cyclic_collector() -> None:
+    """Shard processes run with the collector off (`parallel._serve`): that is only
+    safe if a batch pickled and unpickled makes no reference cycles, else each would
+    hold all its values until the process ends."""
+    import gc
+
+    def left(size: int) -> int:
+        states = level_of("mapfixed-two-readers", "wilcox", size)
+        gc.collect()
+        gc.disable()
+        try:
+            a, b = Link(), Link()
+            for _ in range(3):
+                got = b.loads(a.dumps(states))
+                assert got == states
+            del got
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    small, large = left(5), left(500)
+    assert large == small  # a few objects per batch (the pickler and its method), whatever its size
+
+
+def test_a_received_cpu_state_is_the_shards_own_object() -> None:
+    """Equal CPU states compare by identity in a shard, as in one process, whether the
+    shard made them or received them."""
+    job = parallel.Job(library("mapfixed-two-readers"), "wilcox", EXACT, 2, coordinator=-1)
+    one, two = parallel.Shard(job, 0), parallel.Shard(job, 1)
+    try:
+        _, root, _ = one.expander.root()
+        children = [e.system for e in one.expander.expand(root, frozenset(), 0)]
+        held = two.expander.machine.intern(children[0].actors[0])  # the receiver already holds this one
+        got = two.links[0].loads(one.links[1].dumps(children))
+        assert got == children and got[0].actors[0] is held
+        interned = two.expander.machine.interned
+        assert interned is not None
+        assert all(interned[cpu] is cpu for c in got for cpu in c.actors[:2])
+    finally:
+        one.finish()
+        two.finish()
+
+
 def test_a_shard_in_its_own_process_freezes_what_it_holds_and_gives_it_back() -> None:
     import gc
 

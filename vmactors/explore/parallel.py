@@ -41,6 +41,7 @@ turns). Both run the same `Shard`.
 
 from __future__ import annotations
 
+import functools
 import gc
 import io
 import multiprocessing
@@ -99,11 +100,14 @@ def placement(system: System, flags: Iterable[str] = ()) -> int:
     >>> placement(Expander(s, "mmap_sem").root()[1])
     3592695534
     """
+    parts = _parts
     total, ncpus = _part(system.world, _world_text), 0
-    for a in system.actors:
-        if type(a) is CpuState:
-            total += _part(a, _cpu_text)
-            ncpus += 1
+    for a in system.actors:  # the CPUs come first
+        if type(a) is not CpuState:
+            break
+        seen = parts.get(id(a))  # (`_part`, inline: a shard calls this once per edge)
+        total += seen[1] if seen is not None and seen[0] is a else _part(a, _cpu_text)
+        ncpus += 1
     channels = system.channels
     seen = _parts.get(id(channels))
     if seen is not None and seen[0] is channels:
@@ -198,9 +202,13 @@ class Link:
     `immutables.Map`), by identity: equal values are not merged, so nothing a
     state carries besides its equality fields (the actor that ran last, message
     ids) changes in transit.
+
+    `adopt`, if given, may swap each value received for an equal one the receiver
+    already holds (its interned CPU states: then equal compares by identity).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, adopt: Callable[[Any], Any] | None = None) -> None:
+        self.adopt = adopt
         self.sent: list[Any] = []
         self.sent_ids: dict[int, tuple[Any, int]] = {}
         self.got: dict[int, Any] = {}
@@ -211,7 +219,11 @@ class Link:
 
     def dumps(self, value: Any) -> bytes:
         buf = io.BytesIO()
-        _Out(buf, self).dump(value)
+        out = _Out(buf, self)
+        out.dump(value)
+        # The pickler and its `reducer_override` refer to each other: a cycle only
+        # the collector frees. Emptied, it holds nothing of the batch.
+        out.clear_memo()
         return buf.getvalue()
 
     def loads(self, data: bytes) -> Any:
@@ -271,21 +283,25 @@ class _In(pickle.Unpickler):
             if name == "_yours":
                 return self.link.sent.__getitem__
             if name == "_new":
-                return self._new
+                # Not a method of the unpickler: its memo would then refer to it, a
+                # cycle holding the whole batch until the collector runs.
+                return functools.partial(_received, self.link)
         return super().find_class(module, name)
 
-    def _new(self, i: int, make: Callable[..., Any], args: tuple[Any, ...], state: Any) -> Any:
-        obj = make(*args)
-        if state is not None:
-            setstate = getattr(obj, "__setstate__", None)
-            if setstate is not None:
-                setstate(state)
-            else:  # pragma: no cover - no attrs class lacks it
-                obj.__dict__.update(state)
-        link = self.link
-        link.got[i] = obj  # a value is numbered before its parts, made after them
-        link.got_ids[id(obj)] = (obj, i)
-        return obj
+
+def _received(link: Link, i: int, make: Callable[..., Any], args: tuple[Any, ...], state: Any) -> Any:
+    obj = make(*args)
+    if state is not None:
+        setstate = getattr(obj, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:  # pragma: no cover - no attrs class lacks it
+            obj.__dict__.update(state)
+    if link.adopt is not None:
+        obj = link.adopt(obj)
+    link.got[i] = obj  # a value is numbered before its parts, made after them
+    link.got_ids[id(obj)] = (obj, i)
+    return obj
 
 
 # --- one shard ---------------------------------------------------------------------------------
@@ -364,8 +380,29 @@ class Shard:
         self._processed: tuple[int, ...] = ()
         self._new: list[tuple[Hashable, System, frozenset[str]]] = []
         #: Per peer: what the two have sent each other.
-        self.links = {i: Link() for i in range(job.shards) if i != index}
+        self.links = {i: self._link() for i in range(job.shards) if i != index}
         self._frozen = False
+        # In a process of its own, what the shard holds is frozen out of the cyclic
+        # collector as it comes, as in one process (`exhaustive.Search.run`).
+        self._own_process = os.getpid() != job.coordinator
+
+    def _link(self) -> Link:
+        machine = self.expander.machine
+
+        def adopt(value: Any) -> Any:
+            # A CPU's state received is swapped for the interned one, if equal (exact:
+            # a CPU's state has no history fields), so looking it up or comparing
+            # it is by identity, as for the states this shard made itself.
+            if type(value) is CpuState and machine.interned is not None:
+                return machine.intern(value)
+            return value
+
+        return Link(adopt)
+
+    def _freeze(self) -> None:
+        if self._own_process:
+            gc.freeze()
+            self._frozen = True
 
     def expand(self, depth: int, seconds: float | None, commit: tuple[Any, ...] | None = None) -> Expanded:
         """Expand this shard's states of level `depth` (in node order), for at most
@@ -384,18 +421,21 @@ class Shard:
         stopped = None
         x.keyed = False  # each owner computes the keys of its states
         try:
+            enabled = x.machine.enabled
             for k, node in enumerate(self.level):
                 if k % 64 == 0:
+                    self._freeze()
                     stopped = self._over_budget(deadline)
                     if stopped is not None:
                         break
                 system, flags = self.pending[node]
-                final = x.final(system, depth, job.max_steps)
+                steps = enabled(system)
+                final = x.final(system, depth, job.max_steps, steps)
                 if final is not None:
                     finals.append((node, final))
                     processed.append(node)
                     continue
-                for pos, e in enumerate(x.expand(system, flags, depth)):
+                for pos, e in enumerate(x.expand(system, flags, depth, steps)):
                     edge = (node, pos, e.choice,
                             tuple([(v.invariant, v.detail) for v in e.violations]) if e.violations else ())
                     batches[shard_of(e.system, e.flags, n)].setdefault((e.system, e.flags), []).append(edge)
@@ -450,6 +490,7 @@ class Shard:
             for (system, flags), edges in self.links[sender].loads(blob):
                 take(system, flags, edges)
         self._new = [(key, system, flags) for key, (system, flags, _) in new.items()]
+        self._freeze()
         return Received(tuple(known), tuple(tuple(edges) for _, _, edges in new.values()))
 
     def commit(self, numbers: Sequence[int], cut: int | None, forget: bool = False) -> int:
@@ -458,7 +499,7 @@ class Shard:
         empty the links (every shard does so at once). Returns how many states this
         shard has left to expand."""
         if forget:
-            self.links = {i: Link() for i in self.links}
+            self.links = {i: self._link() for i in self.links}
         for node in self._processed:
             if cut is None or node < cut:
                 del self.pending[node]
@@ -471,13 +512,10 @@ class Shard:
         self._new = []
         self._processed = ()
         self.level = sorted(level)
-        if os.getpid() != self.job.coordinator:
-            # What a shard holds lives until the search ends and has no cycles; left
-            # to the collector, each full collection walks all of it, and unpickling
-            # batches triggers many (they took most of the time a shard spent on
-            # transfers before this). `finish` gives it back.
-            gc.freeze()
-            self._frozen = True
+        # What a shard holds lives until the search ends and has no cycles; left to
+        # the collector, each full collection walks all of it, and unpickling batches
+        # triggers many. `finish` gives it back.
+        self._freeze()
         return len(self.pending)
 
 
@@ -523,6 +561,10 @@ class Backend(Protocol):
 
 def _serve(conn: Connection, job: Job, index: int, stop: Any) -> None:
     worker_init()
+    # This process only serves its shard, which makes no reference cycles (`Link`):
+    # the cyclic collector, which each batch unpickled would wake many times over
+    # everything the level added, has nothing to free here.
+    gc.disable()
     shard = Shard(job, index, stop)
     while True:
         try:
@@ -736,18 +778,20 @@ class Coordinator:
         processed = sorted(p for e in expanded for p in e.processed)
         # The new states, each first reached by its least (parent, position): that
         # is the order in which one process numbers them.
-        new: list[tuple[tuple[int, int], int, int, tuple[EdgeData, ...]]] = []
+        # (An edge's (parent, position) is unique, so the least edge is the least
+        # (parent, position).)
+        new: list[tuple[EdgeData, int, int, tuple[EdgeData, ...]]] = []
         for shard, r in enumerate(received):
             for i, edges in enumerate(r.new):
-                first = min((e[0], e[1]) for e in edges)
-                new.append((first, shard, i, edges))
+                new.append((min(edges), shard, i, edges))
         new.sort()
         # --max-states as one process applies it: at each parent, in order, the edges
         # into states not numbered yet must fit.
         fresh: dict[int, int] = {}
         distinct: dict[int, int] = {}
-        for (parent, _), _, _, edges in new:
-            fresh[parent] = fresh.get(parent, 0) + sum(1 for e in edges if e[0] == parent)
+        for first, _, _, edges in new:
+            parent = first[0]
+            fresh[parent] = fresh.get(parent, 0) + (1 if len(edges) == 1 else sum(1 for e in edges if e[0] == parent))
             distinct[parent] = distinct.get(parent, 0) + 1
         cut: int | None = None
         size = len(g)
@@ -760,20 +804,26 @@ class Coordinator:
             size += distinct.get(p, 0)
         numbers = [[-1] * len(r.new) for r in received]
         edges_of: list[tuple[int, int, int, int, ViolationData]] = []  # parent, position, choice, child, violations
-        for (parent, pos), shard, i, edges in new:
+        for first, shard, i, edges in new:
+            parent = first[0]
             if cut is not None and parent >= cut:
                 continue
-            node, fresh_ = g.add(len(g), parent, next(e[2] for e in edges if (e[0], e[1]) == (parent, pos)))
+            node, fresh_ = g.add(len(g), parent, first[2])
             assert fresh_
             numbers[shard][i] = node
-            edges_of.extend((e[0], e[1], e[2], node, e[3]) for e in edges)
+            edges_of.extend([(e[0], e[1], e[2], node, e[3]) for e in edges])
         for r in received:
-            edges_of.extend((e[0], e[1], e[2], node, e[3]) for node, e in r.known)
+            edges_of.extend([(e[0], e[1], e[2], node, e[3]) for node, e in r.known])
         edges_of.sort()
+        succ = g.succ
         for parent, _, choice, child, violations in edges_of:
             if cut is not None and parent >= cut:
                 continue
-            g.edge(parent, child, choice, [Violation(name, detail) for name, detail in violations])
+            if violations:
+                g.edge(parent, child, choice, [Violation(name, detail) for name, detail in violations])
+            else:  # `g.edge` without a witness to record
+                succ[parent].append((child, 0))
+                g.transitions += 1
         for node in sorted(finals):
             if cut is None or node < cut:
                 g.final(node, finals[node])

@@ -299,7 +299,7 @@ class Machine:
             new_state = out.state
             if slot < self.ncpus and self.interned is not None:
                 # Remembered interned: a hit then needs no look-up (`commit`).
-                new_state = self._intern(new_state)
+                new_state = self.intern(new_state)
                 out = attrs.evolve(out, state=new_state)
             memo[key] = (out, out.state is state, out.world is world)
             return self.commit(system, slot, channels, env, out)
@@ -314,7 +314,9 @@ class Machine:
                             world if same_world else out.world, out.events, sent, out.notes, start, start,
                             out.touched, True)
 
-    def _intern(self, state: CpuState) -> CpuState:
+    def intern(self, state: CpuState) -> CpuState:
+        """The one object of `state`'s value (`interned`, which must be on): a CPU's
+        state has no history fields, so equal states are interchangeable."""
         interned = self.interned
         assert interned is not None
         if len(interned) > 200_000:
@@ -339,7 +341,7 @@ class Machine:
             channels = channels.set(key, channels.get(key, ()) + (e,))
         states = system.actors
         if not interned and self.interned is not None and slot < self.ncpus:
-            state = self._intern(state)
+            state = self.intern(state)
         clocks = system.clocks
         new = System(
             world=world,
