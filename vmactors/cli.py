@@ -288,6 +288,7 @@ CHECK_EPILOG = """examples:
   vmactors check scenarios/mapfixed-two-readers.toml
   vmactors check scenarios/ --junit check.xml --jobs 2
   vmactors check scenarios/mapfixed-two-readers.toml --markdown   # as in docs/scenarios.md
+  vmactors check scenarios/ --ablations --markdown   # what each ablation breaks where its policy is clean
   vmactors check scenarios/ --time-limit 60 --cluster tcp://10.0.0.5:8786
 exit status: 0 all as expected; 1 a mismatch, or a search cut by --max-states, --time-limit or
 --max-memory before it could say (INCOMPLETE); 2 bad input"""
@@ -312,6 +313,10 @@ def add_check(sub: Any) -> None:
     p.add_argument("--markdown", action="store_true",
                    help="print a Markdown table per scenario instead of text: policy, exists, violations, "
                         "interleavings, states, as docs/scenarios.md shows them (default: text)")
+    p.add_argument("--ablations", action="store_true",
+                   help="print, instead of the per-scenario results, what each variant of a main policy "
+                        "(ablation) violates in the scenarios where its main policy violates nothing, as "
+                        "docs/scenarios.md#ablation-coverage shows it (default: off)")
     p.add_argument("--junit", metavar="FILE",
                    help="also write a JUnit XML report to FILE: one test case per scenario x policy "
                         "(default: none)")
@@ -706,6 +711,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     paths = check.default_paths(args.paths)
     if args.json and args.markdown:
         raise UsageError("--json and --markdown: choose one")
+    if args.json and args.ablations:
+        raise UsageError("--json and --ablations: choose one (the JSON holds every case's violations)")
     if args.junit is not None and not Path(args.junit).resolve().parent.is_dir():
         raise UsageError(f"--junit: cannot write {args.junit}: no such directory")
     seen: set[int] = set()
@@ -718,7 +725,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     def skip(s: Any) -> None:
         print(f"{s.path}: no [expect] table, skipped", flush=True)
 
-    quiet = args.json or args.markdown
+    quiet = args.json or args.markdown or args.ablations
     finished: list[check.CaseResult] = []
     try:
         report = check.run_checks(paths, max_states=args.max_states, save=Path(args.save),
@@ -732,13 +739,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(json.dumps({**check.to_json(partial), "interrupted": True}, indent=2) + "\n")
         else:
-            if args.markdown:
+            if args.ablations:  # what the cases that finished show
+                print(check.render_ablations(partial, args.markdown) + "\n")
+            elif args.markdown:
                 seen_scenarios = tuple({id(r.scenario): r.scenario for r in finished}.values())
                 print(check.render_markdown(check.CheckReport(tuple(finished), (), seen_scenarios)) + "\n")
             print(check.closing_line(partial) + " (interrupted)")
         raise
     if args.json:
         sys.stdout.write(json.dumps(check.to_json(report), indent=2) + "\n")
+    elif args.ablations:  # the table only; the exit status says whether all was as expected
+        print(check.render_ablations(report, args.markdown))
     elif args.markdown:  # the tables only; the exit status says whether all was as expected
         print(check.render_markdown(report))
     else:

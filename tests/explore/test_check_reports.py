@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIO = """\
 name = "uaf"
@@ -119,6 +120,32 @@ def test_markdown_of_one_scenario_as_docs_show_it(vmcli, tmp_path) -> None:
     assert header == "| policy | exists | violations | interleavings | states |" and rule == "|---|---|---|---:|---:|"
     assert row.startswith("| `wilcox-no-grace` | sometimes | vma-uaf at step 17 | ")
     assert vmcli("check", path, "--markdown", "--json").returncode == 2
+
+
+def test_ablations_table_counts_only_scenarios_where_the_main_policy_is_clean(vmcli, tmp_path) -> None:
+    """`--ablations`: a row per ablation and invariant it violates where its main
+    policy, checked in the same scenario, violates nothing; the ablations that show
+    nothing that way are named after the table."""
+    d = tmp_path / "scen"
+    d.mkdir()
+    (d / "uaf.toml").write_text(SCENARIO + '\n[expect]\nwilcox = "sometimes"\n'
+                                'wilcox-no-grace = { exists = "sometimes", violations = ["vma-uaf"] }\n'
+                                'wilcox-free-before-flush = "sometimes"\n')
+    # Here wilcox itself violates coherence: wilcox-no-zero's coherence shows nothing.
+    reader = (ROOT / "scenarios" / "madvise-dontneed-vs-reader.toml").read_text().split("[expect]")[0]
+    (d / "reader.toml").write_text(reader + '[expect]\nwilcox = { exists = "sometimes", violations = ["coherence"] }\n'
+                                   'wilcox-no-zero = { exists = "sometimes", violations = ["coherence"] }\n')
+    p = vmcli("check", d, "--ablations", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines() == [
+        "ablation         invariant  tripped in (main policy clean there)",
+        "wilcox-no-grace  vma-uaf    uaf",
+        "Checked, and tripping nothing where its main policy was checked and clean: wilcox-no-zero, "
+        "wilcox-free-before-flush."]
+    md = vmcli("check", d, "--ablations", "--markdown", cwd=tmp_path).stdout.splitlines()
+    assert md[:3] == ["| ablation | invariant | tripped in (main policy clean there) |", "|---|---|---|",
+                      "| `wilcox-no-grace` | `vma-uaf` | uaf |"]
+    assert vmcli("check", d, "--ablations", "--json").returncode == 2
 
 
 def _junit(vmcli, folder: Path, tmp_path: Path) -> Path:

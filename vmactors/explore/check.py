@@ -336,6 +336,58 @@ def render_markdown(report: CheckReport) -> str:
     return "\n\n".join(parts)
 
 
+def ablation_coverage(report: CheckReport) -> tuple[list[tuple[str, str, list[str]]], list[str]]:
+    """What each variant of a main policy (`Policy.base`) is shown to break: per
+    (variant, invariant) it violates, the scenarios where it does so and its main
+    policy, checked in the same scenario, violates nothing; and the variants checked
+    that break nothing anywhere. Policies in the library's order, scenarios in the
+    report's."""
+    from ..policies import get_policy
+
+    clean: set[tuple[int, str]] = {(id(r.scenario), r.policy) for r in report.results if r.exploration.complete
+                                   and not r.exploration.findings}
+    where: dict[tuple[str, str], list[str]] = {}
+    variants: set[str] = set()
+    for r in report.results:
+        base = get_policy(r.policy).base
+        if base is None:
+            continue
+        variants.add(r.policy)
+        if (id(r.scenario), base) in clean:
+            for inv in r.violations:
+                where.setdefault((r.policy, inv), []).append(r.scenario.name)
+    order = {name: i for i, name in enumerate(POLICY_NAMES)}
+    rows = [(p, inv, names) for (p, inv), names in sorted(where.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]
+    tripping = {p for p, _, _ in rows}
+    return rows, sorted(variants - tripping, key=order.__getitem__)
+
+
+def render_ablations(report: CheckReport, markdown: bool = False) -> str:
+    """`check --ablations`: the table of `ablation_coverage`, one row per variant and
+    invariant, then the variants that break nothing.
+
+    >>> print(render_ablations(CheckReport((), ())))
+    ablation  invariant  tripped in (main policy clean there)
+    (no variant of a main policy was checked)
+    """
+    rows, quiet = ablation_coverage(report)
+    header = ("ablation", "invariant", "tripped in (main policy clean there)")
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|---|---|"]
+        lines += [f"| `{p}` | `{inv}` | {', '.join(names)} |" for p, inv, names in rows]
+    else:
+        cells = [header] + [(p, inv, ", ".join(names)) for p, inv, names in rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(2)]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in cells]
+    if not report.results or not (rows or quiet):
+        lines.append("(no variant of a main policy was checked)")
+    elif quiet:
+        names = ", ".join(f"`{p}`" if markdown else p for p in quiet)
+        lines += ([""] if markdown else []) + [f"Checked, and tripping nothing where its main policy was checked "
+                                               f"and clean: {names}."]
+    return "\n".join(lines)
+
+
 def closing_line(report: CheckReport) -> str:
     passed = len(report.results) - report.failures - report.incomplete
     line = f"{passed} passed, {report.failures} failed"
