@@ -549,8 +549,12 @@ class Backend(Protocol):
     #: How many shards.
     shards: int
 
+    def send(self, method: str, args: Sequence[tuple[Any, ...]]) -> Callable[[], list[Any]]:
+        """Call `method` on every shard at once (shard i with `args[i]`); returns at
+        once, with what waits for their results and gives them."""
+
     def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Call `method` on every shard at once (shard i with `args[i]`); their results."""
+        """`send`, then wait for the results."""
 
     def kill(self) -> None:
         """Stop every shard now (an interrupt)."""
@@ -603,9 +607,15 @@ class Processes:
             self.kill()
             raise
 
-    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def send(self, method: str, args: Sequence[tuple[Any, ...]]) -> Callable[[], list[Any]]:
         for conn, a in zip(self.conns, args):
             conn.send((method, a))
+        return self._results
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return self.send(method, args)()
+
+    def _results(self) -> list[Any]:
         out = []
         for i, conn in enumerate(self.conns):
             try:
@@ -660,9 +670,12 @@ class Actors:
             #: Proxies of the actors (their methods return futures).
             self.actors: list[Any] = [f.result() for f in self.futures]
 
-    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def send(self, method: str, args: Sequence[tuple[Any, ...]]) -> Callable[[], list[Any]]:
         futures = [getattr(actor, method)(*a) for actor, a in zip(self.actors, args)]
-        return [f.result() for f in futures]
+        return lambda: [f.result() for f in futures]
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return self.send(method, args)()
 
     def kill(self) -> None:
         for actor in self.actors:
@@ -735,6 +748,9 @@ class Coordinator:
         #: What each shard is to commit before it expands the next level (the
         #: numbers of its new states...): sent with that call, saving a round trip.
         self._commits: list[tuple[Any, ...] | None] | None = None
+        #: The last level's edges, to add to the graph while the shards expand the
+        #: next one (`_level`); done before the search returns, however it ends.
+        self._edges: Callable[[], None] | None = None
 
     def run(self, shards: Backend) -> None:
         """Search until done, cut or interrupted (then the graph is that of the levels
@@ -751,6 +767,13 @@ class Coordinator:
         except KeyboardInterrupt:
             shards.kill()
             self.cut = INTERRUPTED
+        finally:
+            self._add_edges()
+
+    def _add_edges(self) -> None:
+        if self._edges is not None:
+            add, self._edges = self._edges, None
+            add()
 
     def _why(self, stopped: str) -> Cut:
         lim = self.limits
@@ -767,7 +790,9 @@ class Coordinator:
         g = self.graph
         left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
         commits = self._commits or [None] * shards.shards
-        expanded: list[Expanded] = shards.call("expand", [(depth, left, c) for c in commits])
+        expanding = shards.send("expand", [(depth, left, c) for c in commits])
+        self._add_edges()  # the level before's, while the shards work
+        expanded: list[Expanded] = expanding()
         n = len(expanded)
         inbox = [[(s, e.outgoing[d]) for s, e in enumerate(expanded) if e.outgoing[d] is not None]
                  for d in range(n)]
@@ -814,16 +839,21 @@ class Coordinator:
             edges_of.extend([(e[0], e[1], e[2], node, e[3]) for e in edges])
         for r in received:
             edges_of.extend([(e[0], e[1], e[2], node, e[3]) for node, e in r.known])
-        edges_of.sort()
-        succ = g.succ
-        for parent, _, choice, child, violations in edges_of:
-            if cut is not None and parent >= cut:
-                continue
-            if violations:
-                g.edge(parent, child, choice, [Violation(name, detail) for name, detail in violations])
-            else:  # `g.edge` without a witness to record
-                succ[parent].append((child, 0))
-                g.transitions += 1
+
+        def add_edges() -> None:
+            # In the order one process adds them: by parent, then position.
+            edges_of.sort()
+            succ = g.succ
+            for parent, _, choice, child, violations in edges_of:
+                if cut is not None and parent >= cut:
+                    continue
+                if violations:
+                    g.edge(parent, child, choice, [Violation(name, detail) for name, detail in violations])
+                else:  # `g.edge` without a witness to record
+                    succ[parent].append((child, 0))
+                    g.transitions += 1
+
+        self._edges = add_edges
         for node in sorted(finals):
             if cut is None or node < cut:
                 g.final(node, finals[node])
