@@ -176,8 +176,9 @@ def test_equal_states_have_one_owner_in_processes_with_different_hash_seeds() ->
         assert p.returncode == 0, p.stderr
         runs.append(json.loads(p.stdout))
     assert runs[0] == runs[1] and len(runs[0]) == 400
-    # ... and the placements spread the states over shards.
-    assert len(set(runs[0])) > 300
+    # ... and the placements spread the states over shards. (States that differ only by
+    # messages in flight or services' states share one: `placement` leaves those out.)
+    assert len(set(runs[0])) > 150
     assert 0.35 < sum(p % 2 for p in runs[0]) / len(runs[0]) < 0.65
 
 
