@@ -192,11 +192,7 @@ class Link:
 
     def dumps(self, value: Any) -> bytes:
         buf = io.BytesIO()
-        out = _Out(buf, self)
-        out.dump(value)
-        # The pickler and its `reducer_override` refer to each other: a cycle only
-        # the collector frees. Emptied, it holds nothing of the batch.
-        out.clear_memo()
+        _Out(buf, self).dump(value)
         return buf.getvalue()
 
     def loads(self, data: bytes) -> Any:
