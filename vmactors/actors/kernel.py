@@ -10,6 +10,7 @@ record exactly what a step touched.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -236,6 +237,11 @@ class Kernel:
     def free_frame(self, fid: int) -> None:
         self.fx.release_frame(fid)
         self.emit(FrameFree(cpu=self.id, frame=fid))
+
+    def free_frames(self, fids: Iterable[int]) -> None:
+        """`free_frame` of each, in order (a task's frames, after the flush)."""
+        for fid in fids:
+            self.free_frame(fid)
 
     def set_pte(self, vma: Vma, task: FaultTask) -> str:
         """Install the fault's PTE under the page-table lock, rechecking what is there.

@@ -1007,8 +1007,7 @@ def truncate_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTas
 
 
 def truncate_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     k.syscall_return(goto(t, "free", frames=()))
     return EXIT
 
@@ -1044,8 +1043,7 @@ def madvise_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
 
 
 def madvise_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     k.send(MMAP_SEM, UpRead(mm=k.mm))
     k.syscall_return(goto(t, "free", frames=()))
     return EXIT

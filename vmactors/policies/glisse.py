@@ -37,7 +37,7 @@ from ..log.schema import LockRelease, LockWait
 from ..mm.layout import PAGE_SIZE
 from ..mm.world import World
 from .common import PGTABLE_PINS, TASK_FRAMES, flush_phase
-from .wilcox import WILCOX, WilcoxKnobs, after_lookup, free_frames, leave_rcu, put_vma, rcu_lookup
+from .wilcox import WILCOX, WilcoxKnobs, after_lookup, leave_rcu, put_vma, rcu_lookup
 
 
 @attrs.frozen(cache_hash=True)
@@ -119,14 +119,14 @@ def fault_start(k: Kernel, t: FaultTask, msg: Message | None) -> FaultTask | str
 
 
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    free_frames(k, t)
+    k.free_frames(t.frames)
     k.free_pgtable_pages(t.pgtables)
     open_fence(k)
     return goto(t, "put", frames=())
 
 
 def map_fixed_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    free_frames(k, t)
+    k.free_frames(t.frames)
     for vid in t.old:
         put_vma(k, vid)
     open_fence(k)

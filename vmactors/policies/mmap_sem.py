@@ -133,8 +133,7 @@ def _flush(next_phase: str) -> Phase:
     def flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
         t = flush_and_wait(k, t, next_phase)
         if k.knobs(MmapSemKnobs).free_before_flush:
-            for fid in t.frames:
-                k.free_frame(fid)
+            k.free_frames(t.frames)
             t = attrs.evolve(t, frames=())
         return t
 
@@ -142,13 +141,17 @@ def _flush(next_phase: str) -> Phase:
                  "(mmap_sem-free-before-flush: free the frames now)", sends=(Flush,), writes=(RANGE_TLB, TASK_FRAMES))
 
 
+def _free_unmapped(k: Kernel, t: SyscallTask) -> None:
+    """Free the task's frames, then the old VMAs it detached (remove_vma_list)."""
+    k.free_frames(t.frames)
+    for vid in t.old:
+        if k.vma(vid).state == "detached":
+            k.free_vma_now(vid)
+
+
 def _free(next_phase: str) -> Phase:
     def free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-        for fid in t.frames:
-            k.free_frame(fid)
-        for vid in t.old:
-            if k.vma(vid).state == "detached":
-                k.free_vma_now(vid)
+        _free_unmapped(k, t)
         return goto(t, next_phase, frames=())
 
     def free_munmap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
@@ -240,11 +243,7 @@ def mprotect_protect(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallT
 
 
 def mremap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
-    for vid in t.old:
-        if k.vma(vid).state == "detached":
-            k.free_vma_now(vid)
+    _free_unmapped(k, t)
     k.send(MMAP_SEM, UpWrite(mm=k.mm))
     k.syscall_return(goto(t, "free", frames=()), t.old)
     return EXIT

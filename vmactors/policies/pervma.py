@@ -515,8 +515,7 @@ def munmap_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
 
 
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     k.free_pgtable_pages(t.pgtables)
     for vid in t.old:
         set_write_locked(k, write_locked(k) - {vid})
@@ -542,8 +541,7 @@ def map_fixed_zap(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask
 
 
 def map_fixed_store(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     assert t.start is not None and t.request is not None
     k.send(TREE, StoreVma(addr=t.start, pages=t.pages, request=t.request, mm=k.mm))
     return wait(t, "done", TreeDone, frames=())
@@ -605,8 +603,7 @@ CHILD_LOCKS = Access("child's vma write locks", _child_locks, lambda s: [("polic
 
 
 def mremap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     for vid in t.old:
         set_write_locked(k, write_locked(k) - {vid})
         free_vma(k, vid)

@@ -306,7 +306,7 @@ def flush(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
     asked for, before the acks are in."""
     t = flush_and_wait(k, t, next_phase)
     if k.knobs(WilcoxKnobs).free_before_flush:
-        free_frames(k, t)
+        k.free_frames(t.frames)
         t = attrs.evolve(t, frames=())
     return t
 
@@ -335,8 +335,7 @@ def munmap_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask 
 
 
 def munmap_tail(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    for fid in t.frames:
-        k.free_frame(fid)
+    k.free_frames(t.frames)
     if k.knobs(WilcoxKnobs).zero_entry:
         assert t.start is not None
         k.send(TREE, ClearZero(addr=t.start, pages=t.pages, reply=False, mm=k.mm))
@@ -345,13 +344,8 @@ def munmap_tail(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
     return EXIT
 
 
-def free_frames(k: Kernel, t: SyscallTask) -> None:
-    for fid in t.frames:
-        k.free_frame(fid)
-
-
 def munmap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTask:
-    free_frames(k, t)
+    k.free_frames(t.frames)
     k.free_pgtable_pages(t.pgtables)
     return goto(t, "clear" if k.knobs(WilcoxKnobs).zero_entry else "put", frames=())
 
@@ -387,7 +381,7 @@ def map_fixed_flush(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallTa
 
 
 def map_fixed_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    free_frames(k, t)
+    k.free_frames(t.frames)
     for vid in t.old:
         put_vma(k, vid)
     k.syscall_return(goto(t, "free", frames=()), t.old)
@@ -420,7 +414,7 @@ def mprotect_put(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
 
 
 def mremap_free(k: Kernel, t: SyscallTask, msg: Message | None) -> str:
-    free_frames(k, t)
+    k.free_frames(t.frames)
     for vid in t.old:
         put_vma(k, vid)
     k.send(MMAP_SEM, UpWrite(mm=k.mm))
@@ -543,4 +537,4 @@ ABLATIONS = (
 )
 
 __all__ = ["WILCOX", "ABLATIONS", "WilcoxKnobs", "PROTOCOL", "FAULT", "put_vma", "refcount", "leave_rcu", "retry",
-           "rcu_lookup", "after_lookup", "free_frames", "TASK_REF", "OLD_REFS", "PUT_WRITES"]
+           "rcu_lookup", "after_lookup", "TASK_REF", "OLD_REFS", "PUT_WRITES"]
