@@ -30,7 +30,7 @@ import attrs
 
 from ..errors import UsageError
 from ..library import library_dir
-from ..policies import POLICY_NAMES
+from ..policies import POLICY_NAMES, get_policy
 from ..scenario.model import Expectation, Scenario
 from ..scenario.parse import load_scenario
 from ..signals import reraise
@@ -342,8 +342,6 @@ def ablation_coverage(report: CheckReport) -> tuple[list[tuple[str, str, list[st
     policy, checked in the same scenario, violates nothing; and the variants checked
     that break nothing anywhere. Policies in the library's order, scenarios in the
     report's."""
-    from ..policies import get_policy
-
     clean: set[tuple[int, str]] = {(id(r.scenario), r.policy) for r in report.results if r.exploration.complete
                                    and not r.exploration.findings}
     where: dict[tuple[str, str], list[str]] = {}
