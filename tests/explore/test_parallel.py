@@ -241,16 +241,6 @@ def test_values_sent_once_are_sent_as_references_after() -> None:
     assert echo is children[0]
 
 
-def level_of(name: str, policy: str, size: int) -> list:  # type: ignore[type-arg]
-    """About `size` states of a breadth-first search, as a shard's batch holds them."""
-    x = Expander(library(name), policy, EXACT)
-    level, seen = [x.root()[1]], []
-    while level and len(seen) < size:
-        level = [e.system for system in level for e in x.expand(system, frozenset(), 0)]
-        seen.extend(level)
-    return seen[:size]
-
-
 class HereBackend:
     """Shards in this process, called in turn (a `Backend` for tests)."""
 
