@@ -57,12 +57,18 @@ class StateGraph:
         """The node of `key`, reached from `parent` by `choice`: (node, new?)."""
         j = self.index.get(key)
         if j is None:
-            j = self.index[key] = len(self.depth)
-            self.depth.append(self.depth[parent] + 1)
-            self.parent.append((parent, choice))
-            self.succ.append([])
+            j = self.index[key] = self.node(parent, choice)
             return j, True
         return j, False
+
+    def node(self, parent: int, choice: int) -> int:
+        """A new node, reached from `parent` by `choice`, without a key (a sharded
+        search's coordinator: the shards hold the keys)."""
+        j = len(self.depth)
+        self.depth.append(self.depth[parent] + 1)
+        self.parent.append((parent, choice))
+        self.succ.append([])
+        return j
 
     def edge(self, parent: int, child: int, choice: int, violations: Iterable[Violation]) -> None:
         mask = 0

@@ -709,7 +709,7 @@ class Coordinator:
         self.expander = expander
         self.limits = limits
         self.progress = progress
-        self.graph = StateGraph(0)  # nodes are keyed by their own number here
+        self.graph = StateGraph(None)  # the shards hold the keys (`StateGraph.node`)
         self.cut: Cut | None = None
         #: States found and not expanded (the root, first).
         self.frontier = 1
@@ -777,40 +777,31 @@ class Coordinator:
         new: list[tuple[EdgeData, int, int, tuple[EdgeData, ...]]] = []
         for shard, r in enumerate(received):
             for i, edges in enumerate(r.new):
-                new.append((min(edges), shard, i, edges))
+                new.append((edges[0] if len(edges) == 1 else min(edges), shard, i, edges))
         new.sort()
         # --max-states as one process applies it: at each parent, in order, the edges
-        # into states not numbered yet must fit.
-        fresh: dict[int, int] = {}
-        distinct: dict[int, int] = {}
-        for first, _, _, edges in new:
-            parent = first[0]
-            fresh[parent] = fresh.get(parent, 0) + (1 if len(edges) == 1 else sum(1 for e in edges if e[0] == parent))
-            distinct[parent] = distinct.get(parent, 0) + 1
+        # into states not numbered yet must fit (they surely do if every edge into a
+        # new state does).
         cut: int | None = None
-        size = len(g)
-        for p in processed:
-            if p in finals:
-                continue
-            if size + fresh.get(p, 0) > self.limits.max_states:
-                cut = p
-                break
-            size += distinct.get(p, 0)
+        if len(g) + sum(len(edges) for _, _, _, edges in new) > self.limits.max_states:
+            cut = self._cut(new, processed, finals)
         numbers = [[-1] * len(r.new) for r in received]
-        edges_of: list[tuple[int, int, int, int, ViolationData]] = []  # parent, position, choice, child, violations
+        numbered: list[tuple[int, tuple[EdgeData, ...]]] = []
         for first, shard, i, edges in new:
             parent = first[0]
             if cut is not None and parent >= cut:
                 continue
-            node, fresh_ = g.add(len(g), parent, first[2])
-            assert fresh_
+            node = g.node(parent, first[2])
             numbers[shard][i] = node
-            edges_of.extend([(e[0], e[1], e[2], node, e[3]) for e in edges])
-        for r in received:
-            edges_of.extend([(e[0], e[1], e[2], node, e[3]) for node, e in r.known])
+            numbered.append((node, edges))
 
         def add_edges() -> None:
-            # In the order one process adds them: by parent, then position.
+            # Only the numbers above hold the shards up; the edges are listed here,
+            # while they expand the next level, in the order one process adds them:
+            # by parent, then position.
+            edges_of = [(e[0], e[1], e[2], node, e[3]) for node, edges in numbered for e in edges]
+            for r in received:
+                edges_of.extend([(e[0], e[1], e[2], node, e[3]) for node, e in r.known])
             edges_of.sort()
             succ = g.succ
             for parent, _, choice, child, violations in edges_of:
@@ -838,6 +829,25 @@ class Coordinator:
         if self.progress is not None:
             self.progress(len(g), self.frontier)
         return self.frontier > 0
+
+    def _cut(self, new: Sequence[tuple[EdgeData, int, int, tuple[EdgeData, ...]]], processed: Sequence[int],
+             finals: dict[int, Final]) -> int | None:
+        """The first parent of the level whose edges into states not numbered yet
+        would pass --max-states (`new`: the level's new states, in numbering order)."""
+        fresh: dict[int, int] = {}
+        distinct: dict[int, int] = {}
+        for first, _, _, edges in new:
+            parent = first[0]
+            fresh[parent] = fresh.get(parent, 0) + (1 if len(edges) == 1 else sum(1 for e in edges if e[0] == parent))
+            distinct[parent] = distinct.get(parent, 0) + 1
+        size = len(self.graph)
+        for p in processed:
+            if p in finals:
+                continue
+            if size + fresh.get(p, 0) > self.limits.max_states:
+                return p
+            size += distinct.get(p, 0)
+        return None
 
     def result(self) -> tuple[Exploration, dict[str, tuple[int, ...]]]:
         return assemble(self.expander, self.graph, self.cut, self.frontier)
