@@ -325,8 +325,34 @@ def test_a_shard_in_its_own_process_freezes_what_it_holds_and_gives_it_back() ->
     finally:
         shard.finish()
     assert gc.get_freeze_count() == 0 and not shard.nodes and not shard.pending
+    # Nor does it keep what its search remembered (a Dask worker lives on).
+    assert shard.expander.machine.steps == {} and not parallel._parts
     here = parallel.Shard(attrs.evolve(job, coordinator=os.getpid()), 0)  # a Dask cluster of threads
     here.expand(0, None)
     here.receive([])
     here.commit([1], None)
     assert gc.get_freeze_count() == 0
+
+
+def test_a_dask_shard_expands_with_the_collector_off_and_turns_it_back_on() -> None:
+    """A Dask worker's shard runs its calls as a shard process runs all of its
+    work, without the cyclic collector; the worker lives on with it."""
+    import gc
+
+    job = parallel.Job(library("rwsem-irqs-off"), "mmap_sem", Options(), 1, coordinator=os.getpid())
+    shard = parallel.DaskShard(job, 0)
+    during: list[bool] = []
+    expand = shard.expander.expand
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        during.append(gc.isenabled())
+        return expand(*args, **kwargs)
+
+    shard.expander.expand = spy  # type: ignore[method-assign]
+    assert gc.isenabled()
+    try:
+        shard.expand(0, None)
+        shard.receive([])
+    finally:
+        shard.finish()
+    assert during == [False] and gc.isenabled()

@@ -490,21 +490,48 @@ class Shard:
 
     def finish(self) -> None:
         """Drop what the search held and give the collector back what it froze: a
-        Dask worker lives on after the search."""
+        Dask worker lives on after the search, and keeps the actor a while after it
+        is released."""
         self.nodes, self.pending, self.level, self.links = {}, {}, [], {}
         self._own, self._new = {}, []
+        _parts.clear()  # placement's digests hold parts of the search's states
+        # A fresh expander: the search's one remembers its steps, keys and futures.
+        self.expander = _Expander(self.job.scenario, self.job.policy, self.job.options)
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
 
 
 class DaskShard(Shard):
-    """A shard as a Dask actor."""
+    """A shard as a Dask actor. Its calls run with the cyclic collector off, as a
+    shard process does (`_serve`): what they make has no cycles, and the collector,
+    which unpickling a batch wakes many times, would walk it all for nothing. The
+    worker lives on, so the collector is back on between calls (to collect what the
+    worker's own event loop left meanwhile)."""
+
+    def expand(self, depth: int, seconds: float | None, commit: tuple[Any, ...] | None = None) -> Expanded:
+        with _collector_off():
+            return super().expand(depth, seconds, commit)
+
+    def receive(self, batches: Sequence[tuple[int, bytes]]) -> Received:
+        with _collector_off():
+            return super().receive(batches)
 
     async def stop(self) -> None:
         # A coroutine runs on the worker's event loop, not in the actor thread that
         # is busy expanding: the expansion sees the flag within 64 states.
         self.stop_flag.set()
+
+
+@contextmanager
+def _collector_off() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # --- running the shards: processes or Dask actors ------------------------------------------------
