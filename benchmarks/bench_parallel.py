@@ -18,7 +18,7 @@ Each search runs in a fresh process, as `vmactors explore [--jobs 2 | --cluster]
 runs it (its start and imports not counted), and the LocalCluster runs only for the
 cluster's search (started and closed around it, not counted). Both matter on this
 machine: a sharded search forked from a process that has already run a large search
-was 0.5–0.9 s slower (the coordinator then copies, page by page, the heap it shares
+was 0.2–0.9 s slower (the coordinator then copies, page by page, the heap it shares
 with its shards as it writes to it; `--warm` measures that case), and an idle
 LocalCluster beside a `--jobs 2` search took about 1 s of its 12.
 
