@@ -46,6 +46,7 @@ persistent.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -68,6 +69,8 @@ from ..system.state import Step, StepResult, System
 #: Local parts of a CPU a step may touch (shared objects are in the footprint).
 TASK = "task"
 RCU_STATE = "rcu"
+#: Its own TLB, which an IPI flushes (also in the footprint, as a shared object).
+OWN_TLB = "tlb"
 
 
 class Patterns:
@@ -144,7 +147,7 @@ class Effect:
     slot: int
     reads: frozenset[Obj]
     writes: frozenset[Obj]
-    #: Parts of its own actor it touched (a CPU: TASK, RCU_STATE).
+    #: Parts of its own actor it touched (a CPU: TASK, RCU_STATE, OWN_TLB).
     local: frozenset[str]
     #: Slots it sent to.
     sends: frozenset[int]
@@ -219,12 +222,16 @@ class Reducer:
         self.ncpus = machine.ncpus
         self._cpu_futures: dict[CpuState, Future] = {}
         self._effects: dict[Hashable, Effect] = {}
-        #: (id of an effect, id of a future) -> (the two, kept alive; whether they conflict).
-        self._conflicts: dict[tuple[int, int], tuple[Effect, Future, bool]] = {}
+        #: id of an effect -> (it, kept alive; id of a future -> (it, whether the two conflict)).
+        self._conflicts: dict[int, tuple[Effect, dict[int, tuple[Future, bool]]]] = {}
+        self._pairs = 0  # answers held, all effects together
         self._answering: dict[tuple[CpuState, frozenset[tuple[ActorKind, str]]], Future] = {}
         self._service_futures: dict[tuple[Any, ...], Future] = {}
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._irqs_off = machine.policy.irqs_off_lock_wait
+        #: The slots of the services that send a CPU interrupts.
+        self._shootdown = next(i for i, a in enumerate(machine.ids) if a.kind is ActorKind.SHOOTDOWN)
+        self._rcu = next(i for i, a in enumerate(machine.ids) if a.kind is ActorKind.RCU)
         # Phases (and sends and accesses) that only a scenario with a feature reaches
         # are left out of the futures of the others (`Phase.feature`, `Phase.only`).
         self._features = scenario_features(machine)
@@ -247,6 +254,9 @@ class Reducer:
             if (before.rcu_nesting, before.qs_owed) != (after.rcu_nesting, after.qs_owed) or (
                     result.received is not None and result.received.kind == "qs_request"):
                 local.add(RCU_STATE)
+            own_tlb = ("tlb", before.id, None)
+            if any(matches(o, own_tlb) for o in itertools.chain(reads, touched.writes)):
+                local.add(OWN_TLB)
         else:
             local.add(TASK)  # a service's steps all touch its one state
         sends = frozenset(m.slot[e.dst] for e in result.sent)
@@ -490,7 +500,11 @@ class Reducer:
                     f = g
                 out[slot] = f
             else:
-                out[slot] = self.service_future(system, slot, tuple(inboxes.get(slot, ())))
+                # A service with nothing in flight to it may do nothing (but RCU, whose
+                # grace period may have work of its own): it has no future to test.
+                inbox = inboxes.get(slot)
+                if inbox is not None or slot == self._rcu:
+                    out[slot] = self.service_future(system, slot, tuple(inbox or ()))
         return out
 
     def _persistent(self, system: System, slot: int, effects: list[Effect], futures: dict[int, Future]) -> bool:
@@ -499,18 +513,26 @@ class Reducer:
         actor = m.actors[slot]
         state = system.actors[slot]
         conflicts = self._conflicts
+        # Effects and futures are remembered and never change once built, so a pair's
+        # answer is looked up by identity (the pair kept alive with it).
+        if self._pairs > 200_000:
+            conflicts.clear()
+            self._pairs = 0
+        answers = []
+        for e in effects:
+            known = conflicts.get(id(e))
+            if known is None or known[0] is not e:
+                known = conflicts[id(e)] = (e, {})
+            answers.append((e, known[1]))
         for other, f in futures.items():
             if other == slot:
                 continue
-            for e in effects:
-                # Effects and futures are remembered and never change once built, so a
-                # pair's answer is looked up by identity (the pair kept alive with it).
-                hit = conflicts.get((id(e), id(f)))
+            for e, known_e in answers:
+                hit = known_e.get(id(f))
                 if hit is None:
-                    if len(conflicts) > 200_000:
-                        conflicts.clear()
-                    hit = conflicts[(id(e), id(f))] = (e, f, e.hits(f))
-                if hit[2]:
+                    hit = known_e[id(f)] = (f, e.hits(f))
+                    self._pairs += 1
+                if hit[1]:
                     return False
             if kind is not ActorKind.CPU:
                 # Someone may still send to this service: only requests that commute
@@ -523,16 +545,15 @@ class Reducer:
         # A CPU may still take an IPI (if anyone may flush) and a quiescent-state
         # request (if a grace period may start before it answers the current one):
         # T must not touch what those touch.
-        ipi = any(f.flushes for s, f in futures.items() if s != slot) or _flush_in_flight(system, m)
-        rcu_state = next(s for s in system.actors if isinstance(s, RcuState))
+        shootdown, rcu = self._shootdown, self._rcu
+        ipi = any(f.flushes for s, f in futures.items() if s != slot) or _flush_in_flight(system, shootdown)
+        rcu_state = system.actors[rcu]
+        assert isinstance(rcu_state, RcuState)
         answering = rcu_state.waiting is not None and state.id in rcu_state.waiting  # type: ignore[attr-defined]
         qs = not answering and (rcu_state.waiting is not None or bool(rcu_state.next)
                                 or any(f.grace_period for s, f in futures.items() if s != slot))
-        shootdown = m.slot[next(a for a in m.ids if a.kind is ActorKind.SHOOTDOWN)]
-        rcu = m.slot[next(a for a in m.ids if a.kind is ActorKind.RCU)]
-        own_tlb = ("tlb", system.actors[slot].id, None)  # type: ignore[attr-defined]
         for e in effects:
-            if ipi and (shootdown in e.sends or any(matches(o, own_tlb) for o in e.reads | e.writes)):
+            if ipi and (shootdown in e.sends or OWN_TLB in e.local):
                 return False
             if qs and (rcu in e.sends or RCU_STATE in e.local):
                 return False
@@ -541,13 +562,13 @@ class Reducer:
         return True
 
 
-def _flush_in_flight(system: System, m: Machine) -> bool:
+def _flush_in_flight(system: System, shootdown: int) -> bool:
+    """Whether a TLB flush is on its way (a request in flight, or the shootdown
+    service's own pending work; `shootdown`: its slot)."""
     for (a, b), q in system.channels.items():
         if q and any(isinstance(e.msg, Flush) for e in q):
             return True
-    shoot = next(i for i, a in enumerate(m.ids) if a.kind is ActorKind.SHOOTDOWN)
-    state = system.actors[shoot]
-    return bool(getattr(state, "pending", ()))
+    return bool(getattr(system.actors[shootdown], "pending", ()))
 
 
 __all__ = ["Reducer", "Future", "Effect", "Patterns", "destination"]
