@@ -59,7 +59,7 @@ from ..actors.messages import INTERRUPTS, Ack, CallRcu, Flush, Ipi, Message, Qs,
 from ..actors.phases import EXIT, START, Scope
 from ..actors.rcu import RcuState
 from ..actors.tasks import CpuState, FaultTask, SyscallTask, Task
-from ..ids import MM0, ActorKind, MmId
+from ..ids import MM0, RCU, SHOOTDOWN, ActorKind, MmId
 from ..invariants import check_reads
 from ..mm.layout import page_of, page_range
 from ..ops import Load, Madvise, Mmap, MmapFixed, Mprotect, Munmap, Op, Store
@@ -230,8 +230,7 @@ class Reducer:
         self._closures: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._irqs_off = machine.policy.irqs_off_lock_wait
         #: The slots of the services that send a CPU interrupts.
-        self._shootdown = next(i for i, a in enumerate(machine.ids) if a.kind is ActorKind.SHOOTDOWN)
-        self._rcu = next(i for i, a in enumerate(machine.ids) if a.kind is ActorKind.RCU)
+        self._shootdown, self._rcu = machine.slot[SHOOTDOWN], machine.slot[RCU]
         # Phases (and sends and accesses) that only a scenario with a feature reaches
         # are left out of the futures of the others (`Phase.feature`, `Phase.only`).
         self._features = scenario_features(machine)
@@ -408,7 +407,7 @@ class Reducer:
         state = system.actors[slot]
         if inbox is None:
             inbox = tuple(env.msg for (a, b), q in system.channels.items() if b == slot for env in q)
-        busy = isinstance(state, RcuState) and (state.waiting is not None or bool(state.next))
+        busy = _own_work(state)
         key = (slot, inbox, busy)
         hit = self._service_futures.get(key)
         if hit is not None:
@@ -500,10 +499,10 @@ class Reducer:
                     f = g
                 out[slot] = f
             else:
-                # A service with nothing in flight to it may do nothing (but RCU, whose
-                # grace period may have work of its own): it has no future to test.
+                # A service with nothing in flight to it and no work of its own may
+                # do nothing: it has no future to test.
                 inbox = inboxes.get(slot)
-                if inbox is not None or slot == self._rcu:
+                if inbox is not None or _own_work(system.actors[slot]):
                     out[slot] = self.service_future(system, slot, tuple(inbox or ()))
         return out
 
@@ -560,6 +559,12 @@ class Reducer:
             if self._irqs_off and (ipi or qs) and TASK in e.local:
                 return False  # whether it takes interrupts at all depends on its task
         return True
+
+
+def _own_work(state: Any) -> bool:
+    """Whether a service's state has work of its own, whatever is in flight to it
+    (RCU's grace period under way, or callbacks waiting for the next)."""
+    return isinstance(state, RcuState) and (state.waiting is not None or bool(state.next))
 
 
 def _flush_in_flight(system: System, shootdown: int) -> bool:
