@@ -58,14 +58,23 @@ def _suggest(message: str, parser: argparse.ArgumentParser) -> str:
         choices = re.findall(r"'([^']*)'", m.group("choices"))
         return message + did_you_mean(m.group("word"), choices)
     if message.startswith("unrecognized arguments: "):
-        # The top-level parser reports what a sub-command did not take: offer every option.
-        parsers = [parser] + [p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-                              for p in a.choices.values()]
-        options = sorted({o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")})
+        # `parse` hands what a command did not take to that command's parser: offer its options.
+        options = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
         hints = [did_you_mean(w.split("=", 1)[0], options) for w in message.split(": ", 1)[1].split()
                  if w.startswith("-")]
         return message + next((h for h in hints if h), "")
     return message
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """`parser.parse_args`, except that words a command does not take are reported by
+    that command's parser (`vmactors run: error: … --runs …`, its own options offered),
+    not by the top-level one, which knows every command's options."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -416,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with handle_signals():
         try:
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args = parse(parser, argv)
             status = _call(args)
             _flush_stdout()
             return status

@@ -71,6 +71,10 @@ def test_version(vmcli, cli) -> None:
     (["explor", "mapfixed-two-readers"], "did you mean 'explore'?"),
     (["explore", "mapfixed-two-readers", "--rnus", "3"], "did you mean '--runs'"),
     (["explore", "mapfixed-two-reader"], "no library scenario of that name; did you mean 'mapfixed-two-readers'"),
+    # An option of another command: this command says so, and offers only its own options.
+    (["run", "mapfixed-two-readers", "--polcy", "wilcox"], "vmactors run: error: unrecognized arguments: --polcy "
+                                                             "wilcox; did you mean '--policy'? (see `vmactors run --help`)"),
+    (["inspect", "x.jsonl", "--runs", "3"], "vmactors inspect: error: unrecognized arguments: --runs 3 (see"),
     (["run", "mapfixed-two-readers", "--seed", "x"], "not an integer: 'x'"),
 ])
 def test_usage_errors_are_one_line_with_a_suggestion(vmcli, argv, hint) -> None:

@@ -51,6 +51,18 @@ def test_a_replay_that_is_not_the_saved_run_is_an_error(vmcli, saved, tmp_path: 
     assert not (tmp_path / "cx.jsonl").exists()
 
 
+@pytest.mark.parametrize("key", ["invariant", "violated_at_step"])
+def test_a_counterexample_without_its_claim_says_what_it_lacks(vmcli, saved, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                              key: str) -> None:
+    """A saved counterexample stops at its violation; without the key that says where,
+    it must reach the end of the run, and the message names the missing key."""
+    path = tmp_path / "cx.json"
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k != key}))
+    r = vmcli("replay", path)
+    assert r.returncode == 2 and "its choice list is cut short" in r.stderr
+    assert r.stderr.endswith(f"this one lacks {key!r})\n")
+
+
 def test_the_saved_run_itself_replays(vmcli, saved, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "cx.json"
     path.write_text(json.dumps(saved))

@@ -227,8 +227,11 @@ def replay_problem(replay: Replay, decisions: int, violations: tuple[str, ...], 
     needed = at if isinstance(at, int) and isinstance(claim, str) else decisions
     if n < needed:
         where = f"step {at}, where {claim} is violated" if needed == at else f"the end of the run ({decisions} steps)"
+        lacks = [k for k, v in (("invariant", claim), ("violated_at_step", at)) if v is None]
+        why = (f" (a counterexample may stop at its violation only if the file names both 'invariant' and "
+               f"'violated_at_step'; this one lacks {lacks[0]!r})" if len(lacks) == 1 else "")
         return (f"its choice list is cut short: {n} choices do not reach {where}; "
-                f"the rest would be guessed (choice 0), so the run would not be the one saved")
+                f"the rest would be guessed (choice 0), so the run would not be the one saved{why}")
     if claim in EXISTS_CLAIMS:
         if exists is not EXISTS_CLAIMS[claim]:
             return f"the run does not end where `exists` is {'true' if EXISTS_CLAIMS[claim] else 'false'}, as saved"
