@@ -598,6 +598,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         strategy = make("random", args.seed)
         how, again = f"seed {args.seed}", f"--seed {args.seed}"
     max_steps = max(args.max_steps, len(args.choices or ()))
+    if args.max_steps != DEFAULT_MAX_STEPS:  # a step limit is part of the run
+        again += f" --max-steps {args.max_steps}"
     with log_output(args.log) as log:
         try:
             result = _run(args.runtime, scenario, args.policy, strategy, 0 if args.choices is not None else args.seed,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,11 @@ ops = ["mprotect B prot=none"]
     assert set(codes.values()) == {0, 1}
     p = vmcli("run", path, "--max-steps", "3")
     assert p.returncode == 1 and "step-limit" in p.stdout
+    # The command it prints to replay the run keeps the step limit, so it replays it.
+    again = p.stdout.splitlines()[-1]
+    assert again.endswith(" --max-steps 3")
+    q = vmcli(*shlex.split(again.removeprefix("replay: vmactors ")))
+    assert q.returncode == 1 and q.stdout == p.stdout
 
 
 @pytest.mark.parametrize("args", [

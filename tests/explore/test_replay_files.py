@@ -135,6 +135,28 @@ def test_a_sampled_run_never_replaces_a_shorter_counterexample(vmcli, scen, tmp_
     assert [x.name for x in replay.parent.iterdir()] == [replay.name]
 
 
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+@pytest.mark.parametrize("scenario, policy, invariant", [
+    ("rwsem-irqs-off", "mmap_sem-irqs-off-wait", "deadlock"),
+    ("fault-after-zap", "mmap_sem-free-before-flush", "frame-uaf"),
+    ("mapfixed-two-readers", "wilcox", "coherence"),
+])
+def test_a_sampled_counterexample_replays(vmcli, tmp_path, strategy, scenario, policy, invariant) -> None:
+    """A sampled run's counterexample is shrunk toward zeros; the file still holds a
+    choice for every step up to the violation, so `replay` takes it and shows it."""
+    p = vmcli("explore", scenario, "--policy", policy, "--strategy", strategy, "--runs", "300", "--seed", "1",
+              "--save", tmp_path, "--no-trace")
+    assert p.returncode == 0 and f"{invariant}:" in p.stdout, p.stdout + p.stderr
+    path = tmp_path / f"{scenario}.{policy}.{invariant}.json"
+    saved = json.loads(path.read_text())
+    assert len(saved["choices"]) == saved["violated_at_step"]
+    r = vmcli("replay", path, "--log", tmp_path / "r.jsonl")
+    assert r.returncode == 1 and r.stderr == "" and invariant in r.stdout
+    violated = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()
+                if '"invariant.violated"' in x and f'"{invariant}"' in x]
+    assert violated[0]["step"] == saved["violated_at_step"]
+
+
 def test_a_shorter_run_replaces_a_longer_one_and_a_changed_scenario_replaces_any(vmcli, scen, tmp_path) -> None:
     exhaustive = explore_json(vmcli, scen, tmp_path)
     replay = tmp_path / exhaustive["violations"][INVARIANT]["replay"]

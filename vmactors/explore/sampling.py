@@ -110,9 +110,8 @@ def shrink(scenario: Scenario, policy: str, invariant: str, choices: tuple[int, 
                 best, (at, detail) = cand[:got[0]], got
                 i = min(i, len(best))
         i -= 1
-    # Trailing zeros are implied by replay.
-    while best and best[-1] == 0:
-        best = best[:-1]
+    # Kept to the violating step, trailing zeros included: a replay file's choices must
+    # reach the step it names (`replay_file.replay_problem`).
     return best, at, detail
 
 
