@@ -109,6 +109,15 @@ def test_the_drain_in_the_log(scenario, walk, run_events) -> None:
     assert wait < release < drained < store
 
 
+def test_map_fixed_logs_the_detached_vma_with_its_range(scenario, run_events) -> None:
+    """`vma.detach` names the range the detached VMA covers, so `inspect --addr` finds it."""
+    s = scenario(FAULT_VS.format(op="mmap A fixed fill=6"))
+    _, lines = run_events(s, "pervma", [])
+    (detach,) = [ev for ev in lines if ev["event"] == "vma.detach"]
+    (a,) = [ev for ev in lines if ev["event"] == "tree.store" and ev["step"] == 0 and ev.get("vma") == "A"]
+    assert (detach["vma"], detach["addr"], detach["pages"]) == ("A", a["addr"], a["pages"])
+
+
 def test_faults_and_munmap_break_no_invariant(scenario) -> None:
     s = scenario(FAULT_VS.format(op="munmap A"))
     e, _ = explore_exhaustive(s, "pervma")

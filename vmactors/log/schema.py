@@ -304,8 +304,11 @@ class VmaFree(Event):
 class VmaDetach(Event):
     NAME: ClassVar[str] = "vma.detach"
     WHO: ClassVar[Who] = "cpuN"
-    DOC: ClassVar[str] = "a writer detached a VMA that is still in the tree (pervma MAP_FIXED)"
+    DOC: ClassVar[str] = ("a writer detached a VMA that is still in the tree (pervma MAP_FIXED): `addr`/`pages` "
+                          "are its range")
     cpu: int
+    addr: int
+    pages: int
     vma: str
     #: The address space, when it is not the scenario's own (a fork's child).
     mm: int | None = None

@@ -530,8 +530,9 @@ def map_fixed_detach(k: Kernel, t: SyscallTask, msg: Message | None) -> SyscallT
     old = k.tree().vma_ids(t.start, t.end)
     k.add_writer(t.start, t.end)
     for vid in old:
-        k.set_vma(attrs.evolve(k.vma(vid), state="detached"))
-        k.emit(VmaDetach(cpu=k.id, vma=vid))
+        vma = k.vma(vid)
+        k.set_vma(attrs.evolve(vma, state="detached"))
+        k.emit(VmaDetach(cpu=k.id, addr=vma.start, pages=vma.pages, vma=vid))
     return goto(t, "zap", old=old, new=t.request.vma, ret=t.start)
 
 
