@@ -3,10 +3,14 @@ the recheck under the page-table lock."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vmactors.explore.exhaustive import explore_exhaustive
 from vmactors.mm.layout import MMAP_BASE, PAGE_SIZE
+from vmactors.scenario import load_scenario
+from vmactors.system.machine import Machine
 
 A = MMAP_BASE - PAGE_SIZE  # the first [[map]] ends at the mmap base
 
@@ -301,3 +305,26 @@ def test_a_returned_munmaps_remainder_takes_only_its_own_flush_done() -> None:
     assert out.state.tail == tail  # the later syscall went on; the remainder still waits for its own
     out = step_actor(actor, state, World.empty(), FlushDone(addr=addr, pages=1, op=0), src=SHOOTDOWN)
     assert out.state.tail is None and out.state.task == later  # the remainder ran; the later syscall still waits
+
+
+def test_a_write_fault_under_an_anonymous_map_fixed_copies_the_file_page(walk) -> None:
+    """mapfixed-anon-over-file: the store's fault finds the new anonymous VMA while
+    the read-only PTE of file f1's page is still there. do_wp_page copies the page
+    (ptep_clear_flush of the file page by the faulting CPU, then the copy mapped);
+    the file is never written through the anonymous mapping."""
+    s = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "mapfixed-anon-over-file.toml")
+    file_frame = Machine(s, "wilcox").initial.world.page_cache[("f1", 0)]
+
+    def watch(memo, lines):
+        copied, written = memo
+        for ev in lines:
+            if ev["event"] == "pte.zap" and ev.get("cpu") == 0 and ev["frame"] == file_frame:
+                copied = True  # the fault's own ptep_clear_flush: wp_page_copy
+            elif ev["event"] == "mem.store" and ev["frame"] == file_frame:
+                written = True
+        return copied, written
+
+    ends = walk(s, "wilcox", watch, (False, False))
+    assert any(t.memo[0] for t in ends), "no interleaving takes the copy"
+    assert not any(t.memo[1] for t in ends), "a store reached the file through the anonymous mapping"
+    assert not any(t.violations for t in ends)

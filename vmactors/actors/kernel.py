@@ -40,7 +40,7 @@ from ..mm.frames import Frame
 from ..mm.layout import PAGE_SIZE, PTRS_PER_PTE, page_range, pgtable_of, pgtable_range
 from ..mm.page_table import Pte
 from ..mm.tlb import flush_tlb_range
-from ..mm.vma import Vma, prot_allows
+from ..mm.vma import Vma, is_page_cache, prot_allows
 from ..mm.vma_tree import VmaTree
 from ..mm.world import Pin, World, ptl_ranges
 from ..ops import Load, RegValue
@@ -263,10 +263,8 @@ class Kernel:
                 if task.fresh and task.frame is not None:
                     self.free_frame(task.frame)
                 return "spurious"
-            if pte.cow:
-                old = self.frame(pte.frame)
-                if old.mapcount > 1:
-                    return "cow"
+            if task.access == "store" and self.wp_copies(vma, pte):
+                return "cow"
             if task.fresh and task.frame is not None:
                 self.free_frame(task.frame)
             self.fx.set_pte(self.mm, page, attrs.evolve(pte, prot=vma.prot, vma=vma.id, cow=False))
@@ -284,18 +282,31 @@ class Kernel:
         self.emit(PteInstall(cpu=self.id, addr=page, pages=1, frame=frame, vma=vma.id, prot=vma.prot))
         return "installed"
 
+    def wp_copies(self, vma: Vma, pte: Pte) -> bool:
+        """Whether do_wp_page copies the page a write fault finds read-only
+        (wp_page_copy) rather than reusing it: a page a fork shared that another
+        address space still maps (the last one mapping it reuses it), or a page-cache
+        page under a private, anonymous VMA — one that MAP_FIXED put over a file
+        mapping whose PTEs were not zapped yet (only `wilcox` stores the new VMA
+        first). A shared file VMA writes to its page, whatever file it is."""
+        old = self.frame(pte.frame)
+        if pte.cow:
+            return old.mapcount > 1
+        return vma.kind == "anon" and is_page_cache(old.owner)
+
     def prepare_wp_copy(self, vma: Vma, task: FaultTask) -> FaultTask:
-        """wp_page_copy's copy, before it takes the page-table lock: a write fault on
-        a page a fork shared with another address space copies it into a new page."""
+        """wp_page_copy's copy, before it takes the page-table lock (`wp_copies`): a
+        new anonymous page of `vma` holding what the old one holds."""
         pte = self.pte(task.page)
-        if task.access != "store" or pte is None or not pte.cow or prot_allows(pte.prot, "store"):
+        if task.access != "store" or pte is None or prot_allows(pte.prot, "store") or not self.wp_copies(vma, pte):
             return task
         old = self.frame(pte.frame)
-        if old.mapcount < 2:
-            return task  # the last address space mapping it: do_wp_page reuses it
-        fid = self.fx.alloc_frame(old.owner, old.fill)
+        # A fork's copy keeps the shared page's owner (the same anonymous page of each
+        # address space); a page-cache page's copy is the VMA's own anonymous page.
+        owner = vma.frame_owner(task.page) if is_page_cache(old.owner) else old.owner
+        fid = self.fx.alloc_frame(owner, old.fill)
         self.emit(FrameAlloc(cpu=self.id, addr=task.page, pages=1, frame=fid, vma=vma.id))
-        self.fx.write_frame(old.copy(fid))
+        self.fx.write_frame(attrs.evolve(old.copy(fid), owner=owner))
         return attrs.evolve(task, frame=fid, fresh=True, cow_from=pte.frame)
 
     def begin_wp_copy(self, vma: Vma, task: FaultTask) -> FaultTask:
@@ -324,10 +335,11 @@ class Kernel:
         assert task.frame is not None and task.cow_from is not None
         page = task.page
         old, copy = self.frame(task.cow_from), self.frame(task.frame)
-        if (old.words, old.fill) != (copy.words, copy.fill):
-            self.note(CowStoreLost(self.id, page, old.id, copy.id))
-        self.fx.write_frame(attrs.evolve(old, mapcount=old.mapcount - 1))
-        self.fx.set_pte(self.mm, page, Pte(frame=task.frame, prot=vma.prot, vma=vma.id, owner=old.owner))
+        if not is_page_cache(old.owner):  # a fork's shared page (a page-cache page's copy is private)
+            if (old.words, old.fill) != (copy.words, copy.fill):
+                self.note(CowStoreLost(self.id, page, old.id, copy.id))
+            self.fx.write_frame(attrs.evolve(old, mapcount=old.mapcount - 1))
+        self.fx.set_pte(self.mm, page, Pte(frame=task.frame, prot=vma.prot, vma=vma.id, owner=copy.owner))
         self.emit(PteInstall(cpu=self.id, addr=page, pages=1, frame=task.frame, vma=vma.id, prot=vma.prot))
         self.pte_unlock()
 
@@ -472,7 +484,7 @@ class Kernel:
                 continue
             self.fx.set_pte(self.mm, page, None)
             self.emit(PteZap(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=pte.vma))
-            if pte.owner.startswith("file:"):
+            if is_page_cache(pte.owner):
                 continue
             if pte.cow:
                 # A page a fork shared: only the last address space to map it frees it.

@@ -138,9 +138,10 @@ class Phase:
 
 
 #: The scenario features that make some phases reachable (`Phase.feature`, `Phase.only`):
-#: a fork (copy-on-write pages), a grows-down map (stack expansion), page-table pages
-#: that munmap frees (`free_pgtables = true`).
-FEATURES = ("fork", "stack", "pgtables")
+#: copy-on-write (after a fork, or an anonymous MAP_FIXED over a file mapping), a
+#: grows-down map (stack expansion), page-table pages that munmap frees
+#: (`free_pgtables = true`).
+FEATURES = ("cow", "stack", "pgtables")
 
 
 @attrs.frozen

@@ -182,8 +182,13 @@ def scenario_features(machine: Machine) -> frozenset[str]:
     """Which of `vmactors.actors.phases.FEATURES` the machine's scenario has."""
     s = machine.scenario
     out = set()
-    if s.forks:
-        out.add("fork")
+    ops = [op for t in s.threads for op in t.ops]
+    files = any(m.kind == "file" for m in s.maps) or any(
+        isinstance(op, (Mmap, MmapFixed)) and op.kind == "file" for op in ops)
+    # A write fault copies a page after a fork, and where an anonymous MAP_FIXED may
+    # leave a file page mapped under the new VMA (`Kernel.wp_copies`).
+    if s.forks or (files and any(isinstance(op, MmapFixed) and op.kind == "anon" for op in ops)):
+        out.add("cow")
     if any(m.growsdown for m in s.maps):
         out.add("stack")
     if s.free_pgtables:

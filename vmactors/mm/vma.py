@@ -17,6 +17,12 @@ VmaState = Literal["live", "detached", "freed"]
 PROT_BITS = {"none": frozenset(), "r": frozenset({"load"}), "rw": frozenset({"load", "store"})}
 
 
+def is_page_cache(owner: str) -> bool:
+    """Whether a frame `owner` (`Vma.frame_owner`) is a file's page-cache slot, not an
+    anonymous page."""
+    return owner.startswith("file:")
+
+
 def prot_allows(prot: str, access: str) -> bool:
     """Whether protection `prot` ("none" | "r" | "rw") permits `access` ("load" | "store")."""
     return access in PROT_BITS[prot]

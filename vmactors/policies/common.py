@@ -136,10 +136,11 @@ def _unmapped(v: View) -> Iterable[fp.Obj]:
 
 
 def _pte_frame(v: View) -> Iterable[fp.Obj]:
-    """The copy-on-write page behind the faulting page's PTE (its mapcount decides copy
-    or reuse)."""
+    """The page behind the faulting page's PTE, which a write fault may copy: its
+    mapcount (a fork's shared page) or its owner (a page-cache page under an anonymous
+    VMA) decides copy or reuse (`Kernel.wp_copies`)."""
     pte = v.world.mm(v.cpu.mm).ptes.get(v.fault.page)
-    return [fp.frame(pte.frame)] if pte is not None and pte.cow else []
+    return [fp.frame(pte.frame)] if pte is not None and (pte.cow or v.fault.access == "store") else []
 
 
 def _pgtable(v: View) -> Iterable[fp.Obj]:
@@ -187,12 +188,12 @@ def _node_pin(v: View) -> Iterable[fp.Obj]:
 
 def _ptl_pins(v: View) -> Iterable[fp.Obj]:
     """The page-table locks held across steps in the address space (pte_offset_map_lock
-    reads them, and a waiter registers), and this CPU's own if the page is shared
-    copy-on-write (wp_page_copy holds it across its shootdown)."""
+    reads them, and a waiter registers), and this CPU's own if a write fault may copy
+    the page (wp_page_copy holds it across its shootdown; `_pte_frame`)."""
     space = v.world.mm(v.cpu.mm)
     pins = {fp.pin(v.cpu.mm, kind, c) for kind, c in space.pins if kind == "ptl"}
     pte = space.ptes.get(v.fault.page)
-    if pte is not None and pte.cow:
+    if pte is not None and (pte.cow or v.fault.access == "store"):
         pins.add(fp.pin(v.cpu.mm, "ptl", v.cpu.id))
     return sorted(pins, key=repr)
 
@@ -517,12 +518,14 @@ def node_still_there(k: Kernel) -> bool:
     return False
 
 
-#: What an install row sends only after a fork: the shootdown of a copy-on-write.
-ONLY_AFTER_FORK: tuple[tuple[str, tuple[Any, ...]], ...] = (("fork", (Flush,)),)
+#: What an install row sends only where a write fault may copy a page: the shootdown
+#: of a copy-on-write.
+ONLY_IF_COW: tuple[tuple[str, tuple[Any, ...]], ...] = (("cow", (Flush,)),)
 
 #: The install rows' words, one text for every design.
 INSTALL_DOC = ("page-table lock (waiting while another CPU holds it across a shootdown): set the PTE unless one "
-               "is there; a write to a page a fork shared copy-on-write: ptep_clear_flush, its copy mapped on the acks")
+               "is there; a write to a page a fork shared copy-on-write, or to a page-cache page under an anonymous "
+               "VMA: ptep_clear_flush, its copy mapped on the acks")
 COW_DOC = ("wp_page_copy, the flush done: map the copy, unlock the page-table lock (a store that reached the shared "
            "page after the copy was taken is lost here: cow-isolation)")
 
@@ -635,9 +638,9 @@ def fault_under_mmap_sem(prefix: str = "", expand_locked: Callable[[Kernel], boo
         Phase(alloc, do_alloc, (install,), "page-cache lookup (file) or page allocation (anon)",
               reads=(PAGE_PTE, TASK_VMA), writes=ALLOC_WRITES),
         Phase(install, do_install, (install, cow, EXIT), INSTALL_DOC + "; up_read; retry the access",
-              sends=(UpRead, Flush), reads=(TASK_VMA,), writes=INSTALL_WRITES, only=ONLY_AFTER_FORK),
+              sends=(UpRead, Flush), reads=(TASK_VMA,), writes=INSTALL_WRITES, only=ONLY_IF_COW),
         Phase(cow, do_cow, (EXIT,), COW_DOC + "; up_read", sends=(UpRead, PteUnlock), reads=(TASK_VMA,),
-              writes=COW_WRITES, feature="fork"),
+              writes=COW_WRITES, feature="cow"),
     )
 
 
@@ -1078,7 +1081,7 @@ def down_read_then(next_phase: str, t: FaultTask, k: Kernel, **changes: object) 
 __all__ = [
     "TREE_READ", "VMA_AT_ADDR", "TASK_VMA", "PAGE_PTE", "PAGE_TLB", "FRESH_FRAME", "TASK_FRAME", "RANGE_PTES",
     "RANGE_TLB", "TASK_FRAMES", "RANGE_PTE_FRAMES", "RANGE_VMAS", "OLD_VMAS", "WRITERS", "UNMAPPED",
-    "INSTALL_WRITES", "ALLOC_WRITES", "COW_WRITES", "INSTALL_DOC", "COW_DOC", "ONLY_AFTER_FORK", "install_or_wait", "PTL_PINS",
+    "INSTALL_WRITES", "ALLOC_WRITES", "COW_WRITES", "INSTALL_DOC", "COW_DOC", "ONLY_IF_COW", "install_or_wait", "PTL_PINS",
     "ZAP_WRITES", "RETURN_WRITES", "PTE_FRAME", "PGTABLE", "RANGE_COW_FRAMES",
     "STACK_VMAS", "TASK_STACK", "NODE_PIN", "PARENT_VMAS", "PGTABLE_BOUNDS", "PGTABLE_PINS", "NEW_VMA",
     "FREE_PGTABLES_NOW",

@@ -61,7 +61,7 @@ from .common import (
     COW_DOC,
     COW_WRITES,
     INSTALL_DOC,
-    ONLY_AFTER_FORK,
+    ONLY_IF_COW,
     install_or_wait,
     ALLOC_WRITES,
     FREE_PGTABLES_NOW,
@@ -447,9 +447,9 @@ FAULT = Path("fault", (
           writes=ALLOC_WRITES),
     Phase("install", fault_install, ("install", "cow", START, EXIT),
           "recheck the VMA is attached (else free the page, retry); " + INSTALL_DOC + "; drop the reference",
-          sends=(CallRcu, Flush), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES, only=ONLY_AFTER_FORK),
+          sends=(CallRcu, Flush), reads=(TASK_VMA,), writes=INSTALL_WRITES + FAULT_PUT_WRITES, only=ONLY_IF_COW),
     Phase("cow", fault_cow, (EXIT,), COW_DOC + "; drop the reference", sends=(CallRcu, PteUnlock),
-          reads=(TASK_VMA,), writes=COW_WRITES + FAULT_PUT_WRITES, feature="fork"),
+          reads=(TASK_VMA,), writes=COW_WRITES + FAULT_PUT_WRITES, feature="cow"),
 ))
 
 ZAP_RELEASE_WRITES = ZAP_WRITES + (FREE_PGTABLES_NOW,)
