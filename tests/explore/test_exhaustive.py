@@ -199,6 +199,24 @@ def test_an_mmap_hint_is_used_when_free(scenario, policy) -> None:
     assert regs["0:r0"] == 0
 
 
+@pytest.mark.parametrize("policy", MAIN)
+def test_an_mmap_hint_outside_the_user_range_is_ignored(scenario, policy) -> None:
+    """As in Linux (arch_get_unmapped_area_topdown): a hint below mmap_min_addr or
+    reaching past the mmap base is not an error; the allocator places the mapping."""
+    s = scenario("""
+        name = "hint-out-of-range"
+        [[map]]
+        name = "A"
+        [[thread]]
+        ops = ["B = mmap at=0x8000", "C = mmap at=0x7f0000000000", "D = mmap 2 at=0x7effffffe000"]
+    """)
+    e, _ = explore_exhaustive(s, policy)
+    [state] = e.states
+    regs = dict(state.regs)
+    assert (regs["0:B"], regs["0:C"], regs["0:D"]) == (0x7F0000000000 - 2 * 4096, 0x7F0000000000 - 3 * 4096,
+                                                      0x7F0000000000 - 5 * 4096)
+
+
 def count_paths(scen, policy: str, invariant: str) -> tuple[int, int]:
     """Independent count, by memoised recursion over (state, violated yet): every
     interleaving, and those that pass through a step violating `invariant`."""

@@ -312,6 +312,12 @@ def test_unaligned_at_in_an_op() -> None:
     check(err, "bad.toml:3:9:", "L = mmap at=0x100010", "page-aligned")
 
 
+@pytest.mark.parametrize("at", ["0x10000000000000000", "-0x1000"])
+def test_an_op_hint_that_is_no_address(at: str) -> None:
+    err = error(HEAD, "[[thread]]", f'ops = ["L = mmap at={at}"]')
+    check(err, "bad.toml:3:9:", f"at={at} is not a 64-bit address")
+
+
 def test_overlapping_at() -> None:
     err = error(
         HEAD,

@@ -892,6 +892,8 @@ class _Parser:
                     at = _number(value)
                     if at is None:
                         bad(f"at= takes an integer address, not '{value}'")
+                    if not 0 <= at < WORD_LIMIT:
+                        bad(f"at={value} is not a 64-bit address")
                     op.at, at_word = at, value
                 j += 3
                 continue
@@ -913,10 +915,10 @@ class _Parser:
             bad("kind=file needs file=NAME")
         if op.file is not None and op.kind != "file":
             bad(f"file={op.file} needs kind=file")
-        if op.at is not None:
-            problem = _check_at(op.at, op.pages or 1)
-            if problem:
-                bad(f"at={at_word}: {problem}")
+        if op.at is not None and op.at % PAGE_SIZE:
+            bad(f"at={at_word}: {op.at:#x} is not page-aligned (a multiple of {PAGE_SIZE:#x})")
+        # A hint outside the user address range is not an error: as in Linux, the
+        # allocator ignores it (`VmaTree.get_unmapped_area`) and places the mapping itself.
         if not fixed and op.pages is None:
             op.pages = 1
 
