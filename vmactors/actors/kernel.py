@@ -247,7 +247,10 @@ class Kernel:
         """Install the fault's PTE under the page-table lock, rechecking what is there.
 
         Returns "installed"; "spurious" when a PTE already allows the access (another
-        CPU installed it first, or only this CPU's TLB entry was stale); "cow" when a
+        CPU installed it first, or only this CPU's TLB entry was stale); "changed" when
+        the page a copy-on-write copy was taken from is no longer mapped there
+        (wp_page_copy's pte_same fails: the copy goes back, the access is retried and
+        faults again); "cow" when a
         write fault finds an anonymous page a fork shared copy-on-write that another
         address space still maps: do_wp_page's wp_page_copy maps a copy
         (`begin_wp_copy`); or "upgraded" when a present PTE forbids the access but
@@ -270,6 +273,12 @@ class Kernel:
             self.fx.set_pte(self.mm, page, attrs.evolve(pte, prot=vma.prot, vma=vma.id, cow=False))
             self.emit(PteProtect(cpu=self.id, addr=page, pages=1, frame=pte.frame, vma=vma.id, prot=vma.prot))
             return "upgraded"
+        if task.cow_from is not None:
+            # The copy is of a page a zap (munmap, madvise, MAP_FIXED) has taken away:
+            # mapping it would bring the old contents back.
+            if task.fresh and task.frame is not None:
+                self.free_frame(task.frame)
+            return "changed"
         frame = task.frame
         if vma.kind == "file":
             # The page-cache page, as it is now: one truncated since the lookup is gone
@@ -360,6 +369,23 @@ class Kernel:
             if c != self.id and any(lo <= page < hi for lo, hi in ptl_ranges(pin)):
                 return c
         return None
+
+    def ptl_wait_range(self, start: int, pages: int) -> bool:
+        """pte_offset_map_lock for a writer's walk over [start, start + pages): when
+        another CPU holds a page-table lock there across a shootdown (a copy-on-write
+        fault between ptep_clear_flush and mapping its copy, mremap's move), register
+        as its waiter and return True: the walk runs again on its `pte_unlock`."""
+        end = start + pages * PAGE_SIZE
+        for holder, pin in sorted(self.fx.pins(self.mm, "ptl").items()):
+            if holder == self.id:
+                continue
+            for lo, hi in ptl_ranges(pin):
+                if lo < end and start < hi:
+                    self.fx.set_pin(self.mm, "ptl", holder, attrs.evolve(pin, waiters=pin.waiters | {self.id}))
+                    self.emit(LockWait(cpu=self.id, lock="ptl", mode="write", addr=max(lo, start),
+                                       pages=(min(hi, end) - max(lo, start)) // PAGE_SIZE))
+                    return True
+        return False
 
     def ptl_wait(self, task: FaultTask) -> FaultTask | None:
         """pte_offset_map_lock: the page's page-table lock is held across a shootdown

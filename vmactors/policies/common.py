@@ -37,7 +37,7 @@ from ..actors.messages import (
     UpWrite,
     WakeUpNewTask,
 )
-from ..actors.phases import EXIT, START, Access, Outcome, Path, Phase, Scope, View, goto, wait
+from ..actors.phases import EXIT, START, Access, Handler, Outcome, Path, Phase, Scope, View, goto, wait
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, TREE, MmId, cpu
 from ..log.schema import LockAcquire, LockRelease, LockWait, TreeWalk, VmaSetProt
@@ -267,6 +267,10 @@ STACK_VMAS = Access("stack vmas@addr", _stack_vmas, _any_vma)
 TASK_STACK = Access("stack", _task_stack, _any_vma)
 NODE_PIN = Access("node pin", _node_pin, _own_pin("node"))
 PTL_PINS = Access("ptl", _ptl_pins, _pins("ptl"))
+#: A writer's walk over its range (`after_ptl`): the page-table locks held across a
+#: shootdown in the address space, one of which it may wait for.
+RANGE_PTL = Access("ptl@range", lambda v: [fp.pin(v.cpu.mm, kind, c) for kind, c in v.world.mm(v.cpu.mm).pins
+                                           if kind == "ptl"], _pins("ptl"))
 COW_FINISH = Access("cow copy", _cow_finish,
                     lambda s: list(pages_of("pte")(s)) + [fp.pin(s.mm, "ptl", s.cpu), ("frame", None)])
 
@@ -654,6 +658,24 @@ def pgtable_bounds(k: Kernel, t: SyscallTask) -> tuple[int, int]:
     tree = k.tree()
     below, above = tree.prev_entry(t.start), tree.next_entry(t.end - 1)
     return (below[1] if below is not None else 0), (above[0] if above is not None else 1 << 64)
+
+
+def after_ptl(handler: Handler, phase: str) -> Handler:
+    """`handler`, a writer's row that walks its range's PTEs (zap, change_protection,
+    move_ptes), behind pte_offset_map_lock: a page-table lock another CPU holds across
+    a shootdown there is waited for first (`Kernel.ptl_wait_range`), and the row
+    (`phase`) runs again on the `pte_unlock`, as the kernel's walk would block on the
+    lock. A row woken by `tree_done` only takes the message and runs again later."""
+
+    def run(k: Kernel, t: SyscallTask, msg: Message | None) -> Outcome:
+        if isinstance(msg, PteUnlock):
+            msg = None
+        if not isinstance(msg, TreeDone) and t.start is not None and k.ptl_wait_range(t.start, t.pages):
+            return wait(t, phase, PteUnlock)
+        return handler(k, t, msg)
+
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def zap_then(k: Kernel, t: SyscallTask, next_phase: str) -> SyscallTask:
@@ -1063,9 +1085,9 @@ def madvise_path() -> Path:
 
     return Path("madvise", (
         Phase(START, start, ("zap",), "down_read(mmap_sem): keeps writers out, not faults", sends=(DownRead,)),
-        Phase("zap", madvise_zap, ("flush",),
+        Phase("zap", after_ptl(madvise_zap, "zap"), ("zap", "flush"),
               "zap the PTEs; the VMA's anonymous pages come back zeroed on the next fault",
-              reads=(TREE_READ,), writes=(RANGE_VMAS,) + ZAP_WRITES),
+              reads=(TREE_READ,), writes=(RANGE_VMAS, RANGE_PTL) + ZAP_WRITES),
         flush_phase("free"),
         Phase("free", madvise_free, (EXIT,), "free the frames; up_read; return", sends=(UpRead,),
               writes=(TASK_FRAMES,) + RETURN_WRITES),
@@ -1082,7 +1104,7 @@ __all__ = [
     "TREE_READ", "VMA_AT_ADDR", "TASK_VMA", "PAGE_PTE", "PAGE_TLB", "FRESH_FRAME", "TASK_FRAME", "RANGE_PTES",
     "RANGE_TLB", "TASK_FRAMES", "RANGE_PTE_FRAMES", "RANGE_VMAS", "OLD_VMAS", "WRITERS", "UNMAPPED",
     "INSTALL_WRITES", "ALLOC_WRITES", "COW_WRITES", "INSTALL_DOC", "COW_DOC", "ONLY_IF_COW", "install_or_wait", "PTL_PINS",
-    "ZAP_WRITES", "RETURN_WRITES", "PTE_FRAME", "PGTABLE", "RANGE_COW_FRAMES",
+    "ZAP_WRITES", "RETURN_WRITES", "PTE_FRAME", "RANGE_PTL", "after_ptl", "PGTABLE", "RANGE_COW_FRAMES",
     "STACK_VMAS", "TASK_STACK", "NODE_PIN", "PARENT_VMAS", "PGTABLE_BOUNDS", "PGTABLE_PINS", "NEW_VMA",
     "FREE_PGTABLES_NOW",
     "lock_for_write", "flush_and_wait", "find_vma_locked", "alloc_for_fault",

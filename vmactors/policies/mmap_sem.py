@@ -69,6 +69,8 @@ from ..actors.policy import Policy
 from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, TREE
 from .common import (
+    RANGE_PTL,
+    after_ptl,
     OLD_VMAS,
     PGTABLE_BOUNDS,
     PGTABLE_PINS,
@@ -284,9 +286,9 @@ def protocol(downgrade: bool) -> ProtocolTable:
                   "detach_vmas_to_be_unmapped: the tree owner stores NULL over the range (VMAs detached)",
                   sends=(Unmap,)),
         ) + munmap_mid + (
-            Phase("zap", _unmap_region, ("flush", "free_pgtables"),
+            Phase("zap", after_ptl(_unmap_region, "zap"), ("zap", "flush", "free_pgtables"),
                   "unmap_region: zap the PTEs under the page-table lock; free_pgtables reads its bounds",
-                  reads=(PGTABLE_BOUNDS,), writes=ZAP_WRITES),
+                  reads=(PGTABLE_BOUNDS,), writes=ZAP_WRITES + (RANGE_PTL,)),
             free_pgtables_phase("flush"),
             _flush("free"),
             _free("release"),
@@ -297,7 +299,7 @@ def protocol(downgrade: bool) -> ProtocolTable:
             Phase("update", map_fixed_update, ("detached",), "do_munmap: the tree owner clears the range",
                   sends=(Unmap,)),
             Phase("detached", map_fixed_detached, ("zap",), "the old VMAs are out of the tree (no downgrade)"),
-            Phase("zap", _zap, ("flush",), "zap the old PTEs", writes=ZAP_WRITES),
+            Phase("zap", after_ptl(_zap, "zap"), ("zap", "flush"), "zap the old PTEs", writes=ZAP_WRITES + (RANGE_PTL,)),
             _flush("free"),
             _free("store"),
             Phase("store", map_fixed_store, ("release",), "vma_link: the tree owner stores the new VMA",
@@ -308,8 +310,8 @@ def protocol(downgrade: bool) -> ProtocolTable:
             writer_start("update", DOWN_WRITE),
             Phase("update", mprotect_update, ("protect",), "the tree owner changes the VMA's protection in place",
                   sends=(Protect,)),
-            Phase("protect", mprotect_protect, ("protect", "flush"), "change the PTEs' protection",
-                  writes=(RANGE_PTES,)),
+            Phase("protect", after_ptl(mprotect_protect, "protect"), ("protect", "flush"), "change the PTEs' protection",
+                  writes=(RANGE_PTES, RANGE_PTL)),
             flush_phase("release", "local flush, shootdown, wait for every ack (still under the write lock)"),
             RELEASE,
         )),

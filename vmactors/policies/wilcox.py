@@ -58,6 +58,8 @@ from ..ids import MMAP_SEM, RCU, TREE
 from ..log.schema import FaultRetry, LockAcquire, LockRelease
 from ..mm.vma import Vma
 from .common import (
+    RANGE_PTL,
+    after_ptl,
     COW_DOC,
     COW_WRITES,
     INSTALL_DOC,
@@ -460,8 +462,8 @@ PROTOCOL = ProtocolTable((
         writer_start("update"),
         Phase("update", munmap_update, ("zap",), "tree owner stores ZERO over the range; VMAs detached",
               sends=(Unmap,)),
-        Phase("zap", munmap_zap, ("zap", "flush"), "zap the PTEs (free_pgtables in the same step, where modelled); "
-              "release the writers' lock", sends=(UpWrite,), writes=ZAP_RELEASE_WRITES,
+        Phase("zap", after_ptl(munmap_zap, "zap"), ("zap", "flush"), "zap the PTEs (free_pgtables in the same step, "
+              "where modelled); release the writers' lock", sends=(UpWrite,), writes=ZAP_RELEASE_WRITES + (RANGE_PTL,),
               only=(("pgtables", (FREE_PGTABLES_NOW,)),)),
         Phase("flush", munmap_flush, ("free", EXIT), "local flush and shootdown; wait for every ack "
               "(wilcox-early-return: return now, the rest runs as the `tail` on the acks; "
@@ -480,8 +482,8 @@ PROTOCOL = ProtocolTable((
         writer_start("update"),
         Phase("update", map_fixed_update, ("zap",),
               "tree owner stores the new VMA over the range in one store; old VMAs detached", sends=(MapFixed,)),
-        Phase("zap", map_fixed_zap, ("zap", "flush"), "zap the old PTEs; release the writers' lock",
-              sends=(UpWrite,), writes=ZAP_WRITES),
+        Phase("zap", after_ptl(map_fixed_zap, "zap"), ("zap", "flush"), "zap the old PTEs; release the writers' lock",
+              sends=(UpWrite,), writes=ZAP_WRITES + (RANGE_PTL,)),
         Phase("flush", map_fixed_flush, ("free",), "local flush and shootdown; wait for every ack "
               "(wilcox-free-before-flush: free the frames now)", sends=(Flush,), writes=(RANGE_TLB, TASK_FRAMES)),
         Phase("free", map_fixed_free, (EXIT,), "free the old frames; drop the old VMAs' tree references; return",
@@ -491,8 +493,9 @@ PROTOCOL = ProtocolTable((
         writer_start("update"),
         Phase("update", mprotect_update, ("protect",), "tree owner stores a copy of the VMA with the new protection",
               sends=(Protect,)),
-        Phase("protect", mprotect_protect, ("protect", "flush"), "change the PTEs; release the writers' lock",
-              sends=(UpWrite,), reads=(TREE_READ,), writes=(RANGE_PTES,)),
+        Phase("protect", after_ptl(mprotect_protect, "protect"), ("protect", "flush"),
+              "change the PTEs; release the writers' lock", sends=(UpWrite,), reads=(TREE_READ,),
+              writes=(RANGE_PTES, RANGE_PTL)),
         flush_phase("put"),
         Phase("put", mprotect_put, (EXIT,), "drop the old VMA's tree reference; return", sends=(CallRcu,),
               writes=PUT_WRITES + RETURN_WRITES),
