@@ -27,9 +27,9 @@ from ..scenario.model import Scenario
 from .exhaustive import DEFAULT_MAX_STATES
 from .parallel import Exhaustive, cluster, pool, workers_of
 from .replay_file import save_counterexample
-from .results import INTERRUPTED, Exploration
+from .results import INTERRUPTED, Exploration, verdict
 from .sampling import RunSummary, aggregate, sample_runs
-from .space import Options
+from .space import Options, reducible
 
 #: A progress line on a non-terminal stderr comes this often (and only once a run
 #: has lasted this long, so that short runs print nothing).
@@ -196,14 +196,26 @@ def explore(scenario: Scenario, policies: list[str], opts: ExploreOptions) -> tu
     out = []
     for p in policies:
         if p not in results:
+            if interrupted:  # never started, or its worker was stopped: nothing is known
+                out.append(not_explored(scenario, p, opts))
             continue
         e, choices = results[p]
         if opts.save is not None and e.findings:
             e = save_findings(e, choices, opts.save)
-        if interrupted:
-            e = attrs.evolve(e, interrupted=True, complete=False)
-        out.append(e)
+        out.append(e)  # a search that finished before the interrupt keeps its answer
     return out, interrupted
+
+
+def not_explored(scenario: Scenario, policy: str, opts: ExploreOptions) -> Exploration:
+    """What an interrupted command says of a policy whose search it has nothing from:
+    incomplete, cut by the interrupt, its initial state left unexplored, every
+    verdict `unknown`."""
+    exhaustive = opts.strategy == "exhaustive"
+    counts = "sampled" if not exhaustive else opts.exhaustive.options.counts if reducible(scenario) else "exact"
+    return Exploration(scenario=scenario, policy=policy, strategy=opts.strategy, complete=False, counts=counts,
+                       runs=0, states=(), exists=verdict((), scenario.exists is not None, complete=False),
+                       findings=(), distinct_states=1 if exhaustive else 0, cut=INTERRUPTED if exhaustive else None,
+                       interrupted=True, frontier=1 if exhaustive else 0)
 
 
 def _sample(scenario: Scenario, policy: str, opts: ExploreOptions, bar: ProgressBar,
