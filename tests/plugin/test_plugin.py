@@ -415,3 +415,14 @@ def test_the_testing_guides_first_example_passes_in_an_empty_folder(tmp_path) ->
                        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "3 passed" in p.stdout
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_scenarios(ops=("load", "munmap")))
+def test_small_scenarios_draw_only_the_op_kinds_asked_for(scenario: Scenario) -> None:
+    assert {type(op).__name__ for t in scenario.threads for op in t.ops} <= {"Load", "Munmap"}
+
+
+def test_small_scenarios_refuse_an_unknown_op_kind() -> None:
+    with pytest.raises(ValueError, match="ops must be some of"):
+        small_scenarios(ops=("load", "fork"))

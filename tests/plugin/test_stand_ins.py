@@ -634,3 +634,18 @@ async def test_targeted_steps_and_filters(vm: VM) -> None:
         system.send("shootdown", "cpu0", FlushDone(addr=TOP, pages=1))
         await system.finish()
     assert any(isinstance(r, Actors) for r in vm.runs)  # in the report of a failing test
+
+
+async def test_a_seed_alone_picks_a_random_schedule(vm: VM) -> None:
+    """As with `vm.run`, `seed=` alone means the random strategy with that seed: two
+    seeds give two schedules, one seed the same one twice; no seed: choice 0 always."""
+
+    async def choices(**how: Any) -> tuple[int, ...]:
+        async with vm.actors("mapfixed-two-readers", "wilcox", **how) as system:
+            r = await system.finish()
+        return tuple(r.choices)
+
+    by_seed = {seed: await choices(seed=seed) for seed in range(4)}
+    assert len(set(by_seed.values())) > 1
+    assert await choices(seed=2) == by_seed[2]
+    assert set(await choices()) == {0}

@@ -73,6 +73,7 @@ __all__ = [
     "outcomes",
     "choice_lists",
     "small_scenarios",
+    "OP_KINDS",
 ]
 
 Event = dict[str, Any]
@@ -576,20 +577,20 @@ class VM:
         return result
 
     def actors(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
-               stand_in: Iterable[str] = (), seed: int = 0, choices: Sequence[int] | None = None,
+               stand_in: Iterable[str] = (), seed: int | None = None, choices: Sequence[int] | None = None,
                strategy: str | None = None, depth: int = 3,
                max_steps: int = DEFAULT_MAX_STEPS) -> AbstractAsyncContextManager["Actors"]:
         """The scenario's actors as Trio tasks, but for the ones in `stand_in`, which
         the test plays: `async with vm.actors(s, "wilcox", stand_in=["shootdown"]) as
-        system:` (see `vmactors.testing.actors`). Steps are choice 0 unless `seed`,
-        `strategy` or `choices` say otherwise."""
+        system:` (see `vmactors.testing.actors`). Steps are choice 0 unless `seed`
+        (random, as `run`), `strategy` or `choices` say otherwise."""
         from .actors import running
 
-        if choices is None and strategy is None:
+        if choices is None and strategy is None and seed is None:
             strat: Strategy = make("replay", 0)
         else:
-            strat, _ = _strategy(strategy, seed, choices, False, depth)
-        return running(self._resolve(s), policy, stand_in, strat, seed, max_steps, keep=self.runs)
+            strat, _ = _strategy(strategy, seed or 0, choices, False, depth)
+        return running(self._resolve(s), policy, stand_in, strat, seed or 0, max_steps, keep=self.runs)
 
     def start(self, s: Scenario | str | Mapping[str, Any], policy: str = "mmap_sem", *,
               max_steps: int = DEFAULT_MAX_STEPS) -> Sim:
@@ -642,11 +643,21 @@ def choice_lists(max_size: int = 80, max_value: int = 4) -> "SearchStrategy[list
     return st.lists(st.integers(min_value=0, max_value=max_value), max_size=max_size)
 
 
+#: The op kinds `small_scenarios` draws from (a load twice as often as the others).
+OP_KINDS = ("load", "store", "munmap", "mmap", "fixed", "madvise")
+
+
 def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 3,
-                    max_ops: int = 3) -> "SearchStrategy[Scenario]":
+                    max_ops: int = 3, ops: Sequence[str] = OP_KINDS) -> "SearchStrategy[Scenario]":
     """Random small valid scenarios: 1–2 one-page maps (anon or file, some prefaulted),
-    2–3 threads of loads, stores, munmap, mmap, MAP_FIXED and madvise over the maps."""
+    2–3 threads of loads, stores, munmap, mmap, MAP_FIXED and madvise over the maps
+    (`ops`: the kinds to draw, of `OP_KINDS`)."""
     from hypothesis import strategies as st
+
+    unknown = sorted(set(ops) - set(OP_KINDS))
+    if unknown or not ops:
+        raise ValueError(f"small_scenarios: ops must be some of {OP_KINDS}, not {list(ops)}")
+    kinds = [k for k in OP_KINDS for _ in range(2 if k == "load" else 1) if k in ops]
 
     @st.composite
     def build(draw: Any) -> Scenario:
@@ -671,7 +682,7 @@ def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 
             local: list[str] = []
             for i in range(draw(st.integers(1, max_ops))):
                 targets = names + local
-                kind = draw(st.sampled_from(["load", "load", "store", "munmap", "mmap", "fixed", "madvise"]))
+                kind = draw(st.sampled_from(kinds))
                 label = draw(st.sampled_from(targets))
                 if kind == "load":
                     ops.append(f"r{i} = load {label}")
