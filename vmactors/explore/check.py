@@ -301,9 +301,10 @@ def render_markdown(report: CheckReport) -> str:
     `[expect]` table: the `exists` verdict, the violated invariants (each at the step
     its shortest counterexample reaches it), the interleavings
     and distinct states explored. Counts of a reduced search say so in the header (in
-    the cell where a table mixes kinds); a case that is not `ok` says so in its
-    `exists` cell, and what differs follows the table. With several scenarios, each
-    table comes after its scenario's path."""
+    the cell where a table mixes kinds); a case that is not `ok` says so in the cell
+    that differs (`exists`, `violations`; an incomplete search: `exists`), and what
+    differs follows the table. With several scenarios, each table comes after its
+    scenario's path."""
     by_scenario: dict[int, list[CaseResult]] = {}
     for r in report.results:
         by_scenario.setdefault(id(r.scenario), []).append(r)
@@ -322,15 +323,17 @@ def render_markdown(report: CheckReport) -> str:
         notes = []
         for r in cases:
             e = r.exploration
-            exists = e.exists or "—"
+            exists, found = e.exists or "—", r.found() or "—"
             if r.status != "ok":
-                exists += f" ({r.status.upper()})"
+                tag = f" ({r.status.upper()})"
+                off = {p.split(":", 1)[0] for p in r.problems} if r.status == "mismatch" else {"exists"}
+                exists += tag if "exists" in off or "violations" not in off else ""
+                found += tag if "violations" in off else ""
                 notes += [f"- `{r.policy}`: {p}" for p in r.problems]
                 notes += [f"- `{r.policy}`: {what}: `vmactors replay {path}`" for what, path in r.replays]
             mark = f" ({e.counts})" if len(kinds) > 1 else ""
             seen = "" if e.complete else " seen"
-            found = r.found()
-            lines.append(f"| `{r.policy}` | {exists} | {found or '—'} | "
+            lines.append(f"| `{r.policy}` | {exists} | {found} | "
                          f"{e.runs:,}{mark}{seen} | {e.distinct_states:,}{mark} |")
         parts.append("\n".join(lines + ([""] + notes if notes else [])))
     return "\n\n".join(parts)
