@@ -535,3 +535,19 @@ def test_an_address_below_a_map_needs_a_stack() -> None:
 
 def test_mmap_prot_takes_a_protection() -> None:
     check(error(HEAD, "[[thread]]", 'ops = ["B = mmap prot=x"]'), "bad.toml:3:9:", "prot must be none, r or rw")
+
+
+@pytest.mark.parametrize("op, culprit", [
+    ("mmap A fixed 1 fill=7", "maps 1 page over 'A', which has 2 pages: it would split 'A'"),
+    ("mremap B to A", "moves 1 page onto 'A', which has 2 pages: it would split 'A'"),
+])
+def test_an_op_that_would_split_a_mapping(op: str, culprit: str) -> None:
+    """The tree owner removes whole VMAs; an op that would leave part of one mapped is
+    refused (partial unmaps are future work) rather than run with a wrong answer."""
+    err = error(HEAD, "[[map]]", 'name = "A"', "pages = 2", "[[map]]", 'name = "B"', "[[thread]]", f'ops = ["{op}"]')
+    check(err, "bad.toml:8:9:", op, culprit, "partial unmaps are future work")
+
+
+def test_map_fixed_over_more_than_the_label_is_not_a_split() -> None:
+    s = parse_scenario(f'{HEAD}\n[[map]]\nname = "A"\n[[thread]]\nops = ["mmap A fixed 2"]\n', "ok.toml")
+    assert [op.pages for op in s.threads[0].ops] == [2]

@@ -994,8 +994,26 @@ class _Parser:
                     known(op.dest)
                 if op.label is not None:
                     pages = known(op.label)
+                    declared = self.map_pages.get(op.label, local.get(op.label, pages))
                     if op.verb == "fixed" and op.pages is None:
                         op.pages = self.map_pages[op.label] if op.label in self.map_pages else local[op.label]
+                    # The tree owner removes whole VMAs: an op that would leave part of one
+                    # mapped needs a VMA split (partial unmaps are future work).
+                    if op.verb == "fixed" and op.pages is not None and op.pages < declared:
+                        self.fail(
+                            f"op '{op.text}' of [[thread]] {k} maps {_plural(op.pages, 'page')} over "
+                            f"'{op.label}', which has {_plural(declared, 'page')}: it would split '{op.label}' "
+                            f"(partial unmaps are future work); give at least {declared} pages, or none",
+                            self.at_op(op),
+                        )
+                    dest = None if op.dest is None else self.map_pages.get(op.dest, local.get(op.dest))
+                    if dest is not None and dest > declared:
+                        self.fail(
+                            f"op '{op.text}' of [[thread]] {k} moves {_plural(declared, 'page')} onto "
+                            f"'{op.dest}', which has {_plural(dest, 'page')}: it would split '{op.dest}' "
+                            f"(partial unmaps are future work)",
+                            self.at_op(op),
+                        )
                 if op.verb == "load":
                     assert op.name is not None
                     if op.name in local:
