@@ -551,3 +551,12 @@ def test_an_op_that_would_split_a_mapping(op: str, culprit: str) -> None:
 def test_map_fixed_over_more_than_the_label_is_not_a_split() -> None:
     s = parse_scenario(f'{HEAD}\n[[map]]\nname = "A"\n[[thread]]\nops = ["mmap A fixed 2"]\n', "ok.toml")
     assert [op.pages for op in s.threads[0].ops] == [2]
+
+
+@pytest.mark.parametrize("op", ["munmap S", "mprotect S prot=r", "mremap S to A", "mremap A to S"])
+def test_an_op_over_a_stack_that_may_grow(op: str) -> None:
+    """A grows-down map that some op may grow has an extent known only at run time; an
+    op over the label's range would split the grown VMA."""
+    err = error(HEAD, "[[map]]", 'name = "S"', "growsdown = true", "at = 0x7e0000100000", "[[map]]", 'name = "A"',
+                "[[thread]]", f'ops = ["r0 = load S-8", "{op}"]')
+    check(err, "bad.toml:9:26:", f"op '{op}'", "grows-down map 'S', which op 'r0 = load S-8' may grow")

@@ -940,6 +940,15 @@ class _Parser:
                 if op.verb == "fixed" and op.pages is not None and op.label in global_size:
                     global_size[op.label] = max(global_size[op.label], op.pages)
 
+        # Grows-down maps some op may grow (it accesses the gap below them): their
+        # extent is known only at run time, and an op over the label's range would
+        # leave part of the grown VMA mapped.
+        grown: dict[str, _RawOp] = {}
+        for ops in raw_ops:
+            for op in ops:
+                if op.addr is not None and op.addr.label in self.map_growsdown and op.addr.offset < 0:
+                    grown.setdefault(op.addr.label, op)
+
         registers: list[set[str]] = []
         for k, ops in enumerate(raw_ops):
             local: dict[str, int] = {}  # label -> pages
@@ -995,6 +1004,14 @@ class _Parser:
                 if op.label is not None:
                     pages = known(op.label)
                     declared = self.map_pages.get(op.label, local.get(op.label, pages))
+                    for named in (op.label, op.dest):
+                        if named in grown:
+                            self.fail(
+                                f"op '{op.text}' of [[thread]] {k} names grows-down map '{named}', which op "
+                                f"'{grown[named].text}' may grow: its extent is known only at run time, and the op "
+                                f"would split it (partial unmaps are future work)",
+                                self.at_op(op),
+                            )
                     if op.verb == "fixed" and op.pages is None:
                         op.pages = self.map_pages[op.label] if op.label in self.map_pages else local[op.label]
                     # The tree owner removes whole VMAs: an op that would leave part of one
