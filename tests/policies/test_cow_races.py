@@ -1,6 +1,6 @@
 """wp_page_copy against the writers that walk the same PTEs (docs/design.md#the-world):
 a copy-on-write fault maps its copy only if the PTE still holds the page it copied
-(pte_same), and a zap, change_protection or MAP_FIXED waits for the page-table lock
+(pte_same), and a zap, change_protection, MAP_FIXED or move_ptes waits for the page-table lock
 the fault holds between ptep_clear_flush and mapping the copy, as
 pte_offset_map_lock makes it wait in the kernel. Without these, a page a writer took
 away came back after the writer returned."""
@@ -78,5 +78,29 @@ def test_old_file_data_never_shows_through_a_new_anonymous_mapping(scenario, pol
 @pytest.mark.parametrize("policy", MAIN)
 def test_munmap_leaves_no_copy_behind(scenario, policy) -> None:
     e, _ = explore_exhaustive(scenario(FORK_THEN_MUNMAP), policy)
+    assert e.complete and e.findings == ()
+    assert {dict(s.regs)["1:r2"] for s in e.states} == {"segv"}
+
+
+FORK_THEN_MREMAP = """
+    name = "cow-vs-mremap"
+    [[map]]
+    name = "A"
+    fill = 5
+    prefault = [0]
+    [[map]]
+    name = "D"
+    [[thread]]
+    ops = ["fork", "store A+8 2"]
+    [[thread]]
+    ops = ["mremap A to D", "r2 = load A", "r3 = load D+8"]
+"""
+
+
+@pytest.mark.parametrize("policy", MAIN)
+def test_mremap_moves_the_copy_not_around_it(scenario, policy) -> None:
+    """move_ptes waits for the copy-on-write's page-table lock: the old range keeps
+    no PTE once mremap returned (no orphan PTE, no unmap left incomplete)."""
+    e, _ = explore_exhaustive(scenario(FORK_THEN_MREMAP), policy)
     assert e.complete and e.findings == ()
     assert {dict(s.regs)["1:r2"] for s in e.states} == {"segv"}

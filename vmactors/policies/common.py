@@ -950,10 +950,10 @@ def mremap_path(flush_under_ptl: Callable[[Kernel], bool], free: Phase, lock: tu
         Phase("unmap", unmap, ("move", "free"),
               "do_munmap of the destination: zap what it mapped; if anything, shoot it down and wait for the acks",
               sends=(Flush,), writes=(UNMAP_DEST,)),
-        Phase("move", move, ("moved",),
+        Phase("move", after_ptl(move, "move"), ("move", "moved"),
               "move_ptes under the page-table locks: move each PTE; flush the old range (holding the lock until the "
               "acks are in: eb66ae030829; mmap_sem-mremap-flush-after-unlock drops it first)", sends=(Flush,),
-              writes=(MOVE,)),
+              writes=(MOVE, RANGE_PTL)),
         Phase("moved", moved, ("free",),
               "the old range is flushed: drop the page-table lock (waking a CPU waiting for it)", sends=(PteUnlock,),
               writes=(PTL_PIN,)),
