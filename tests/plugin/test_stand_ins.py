@@ -649,3 +649,14 @@ async def test_a_seed_alone_picks_a_random_schedule(vm: VM) -> None:
     assert len(set(by_seed.values())) > 1
     assert await choices(seed=2) == by_seed[2]
     assert set(await choices()) == {0}
+
+
+async def test_a_message_its_receiver_does_not_take_is_an_error_at_that_step(vm: VM) -> None:
+    """A stand-in that sends a CPU something it is not waiting for (flush_done to a CPU
+    that asked for no flush) gets a SimError from the step that delivers it, which the
+    test can expect; the actors are still there to close."""
+    async with vm.actors(SHOOTDOWN, "wilcox", stand_in=["shootdown"]) as system:
+        flush = await system.receive("shootdown", kind="flush")
+        system.send("shootdown", "cpu1", FlushDone(addr=flush.msg.addr, pages=flush.msg.pages))
+        with pytest.raises(SimError, match="cpu1 cannot take flush_done from shootdown"):
+            await system.idle()

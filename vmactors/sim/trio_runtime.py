@@ -51,6 +51,12 @@ class RoutingError(RuntimeError):
     """A turn reached the wrong actor task, or a message the wrong channel."""
 
 
+class StandInError(RuntimeError):
+    """A message a stand-in sent broke the actor that took it (a CPU not waiting for
+    it, a service that does not take it): raised where the step was granted, so the
+    test that stood in sees it at that step."""
+
+
 @attrs.frozen
 class Turn:
     """The scheduler grants `step` to its actor; sent messages get ids from `first_msg_id`."""
@@ -100,7 +106,7 @@ class TrioRuntime:
             send, recv = trio.open_memory_channel[Turn](1)
             self._turns.append(send)
             self._turn_inboxes.append(recv)
-        self._reports_send, self._reports = trio.open_memory_channel[Report](math.inf)
+        self._reports_send, self._reports = trio.open_memory_channel[Report | StandInError](math.inf)
         # The scheduler's books: what each actor said it can do, and the kinds queued
         # on each channel (it never looks inside an actor).
         self.own: list[int] = [0] * n
@@ -134,7 +140,15 @@ class TrioRuntime:
                 if step.actor != me:
                     raise RoutingError(f"{me}'s task was granted {step.actor}'s step")
                 env = None if step.src is None else self._take(step.src, slot)
-                out = machine.actor_step(slot, state, self.memory.world, env, step.choice, clock, turn.first_msg_id)
+                try:
+                    out = machine.actor_step(slot, state, self.memory.world, env, step.choice, clock,
+                                             turn.first_msg_id)
+                except Exception as e:
+                    if env is None or machine.slot[env.src] not in self.stand_in:
+                        raise
+                    why = StandInError(f"{me} cannot take {env.kind} from {env.src} (sent by the test): {e}")
+                    await self._reports_send.send(why)
+                    continue
                 state, clock = out.state, out.end
                 self.memory.world = out.world
                 for e in out.sent:
@@ -185,6 +199,8 @@ class TrioRuntime:
             return self._stand_in_receives(run, slot, step)
         self._turns[slot].send_nowait(Turn(step, run.system.next_msg_id))
         report = await self._reports.receive()
+        if isinstance(report, StandInError):
+            raise report
         if report.slot != slot:
             raise RoutingError(f"granted {step.actor}, heard from {self.ids[report.slot]}")
         self.own[slot], self.rejected[slot] = report.own, report.rejects
@@ -258,4 +274,4 @@ def run_with_trio(scenario: Scenario, policy: str | Policy, strategy: Strategy, 
     return trio.run(run_trio, scenario, policy, strategy, seed, log, max_steps)
 
 
-__all__ = ["TrioRuntime", "RoutingError", "run_trio", "run_with_trio", "drive", "Turn", "Report"]
+__all__ = ["TrioRuntime", "RoutingError", "StandInError", "run_trio", "run_with_trio", "drive", "Turn", "Report"]

@@ -39,7 +39,7 @@ from ..ids import actor_id
 from ..scenario.model import Scenario
 from ..sim.run import Run
 from ..sim.strategies import Strategy
-from ..sim.trio_runtime import TrioRuntime
+from ..sim.trio_runtime import StandInError, TrioRuntime
 from ..system.state import Step, System
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,11 @@ class Actors:
         else:
             assert steps is not None
             chosen = (index, steps[index])
-        self._run.commit(*chosen, await self.runtime.grant(self._run, chosen[1]))
+        try:
+            result = await self.runtime.grant(self._run, chosen[1])
+        except StandInError as e:
+            raise _error(str(e)) from None
+        self._run.commit(*chosen, result)
         return (self._run.events or [])[before:]
 
     def _check_open(self) -> list[Step]:
