@@ -21,7 +21,7 @@ class FinalState:
     choices: tuple[int, ...] | None = attrs.field(default=None, eq=False)
     steps: int = attrs.field(default=0, eq=False)
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         out = []
         for k, v in self.regs:
             t, r = k.split(":", 1)

@@ -129,7 +129,7 @@ class Symmetry:
             if hit is None:
                 renamed = tuple(e.rename_cpus(ren) for e in q)
                 hit = memo[(id(q), rt)] = (q, q if all(x is y for x, y in zip(renamed, q)) else renamed)
-            channels[(slot(a), slot(b))] = hit[1]  # type: ignore[assignment]
+            channels[(slot(a), slot(b))] = hit[1]
         world = system.world
         hit = memo.get((id(world), rt))
         if hit is None:
@@ -138,7 +138,7 @@ class Symmetry:
         clocks = list(system.clocks)
         for k, t in enumerate(system.clocks):
             clocks[slot(k)] = t
-        return System(world=hit[1], actors=tuple(actors), channels=immutables.Map(channels),  # type: ignore[arg-type]
+        return System(world=hit[1], actors=tuple(actors), channels=immutables.Map(channels),
                       last=last, step=system.step, next_msg_id=system.next_msg_id, clocks=tuple(clocks))
 
     def rename_step(self, step: Step, ren: Mapping[int, int]) -> Step:

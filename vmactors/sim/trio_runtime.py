@@ -143,10 +143,10 @@ class TrioRuntime:
                 try:
                     out = machine.actor_step(slot, state, self.memory.world, env, step.choice, clock,
                                              turn.first_msg_id)
-                except Exception as e:
+                except Exception as broken:
                     if env is None or machine.slot[env.src] not in self.stand_in:
                         raise
-                    why = StandInError(f"{me} cannot take {env.kind} from {env.src} (sent by the test): {e}")
+                    why = StandInError(f"{me} cannot take {env.kind} from {env.src} (sent by the test): {broken}")
                     await self._reports_send.send(why)
                     continue
                 state, clock = out.state, out.end
