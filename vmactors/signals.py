@@ -302,6 +302,12 @@ def stop_workers(pool: Executor) -> None:
             proc.terminate()
         except (OSError, ValueError):
             pass
+    # The queue's feeder thread may be blocked writing jobs no worker will read (a
+    # full pipe): the interpreter would join it at exit and hang (1 run in many, under
+    # load, with thousands of sampling batches queued).
+    calls = getattr(pool, "_call_queue", None)
+    if calls is not None:
+        calls.cancel_join_thread()
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         try:
