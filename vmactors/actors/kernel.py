@@ -363,18 +363,12 @@ class Kernel:
         for w in sorted(pin.waiters):
             self.send(_cpu_id(w), PteUnlock())
 
-    def ptl_holder(self, page: int) -> int | None:
-        """Another CPU that holds the page-table lock for `page` across steps, if any."""
-        for c, pin in sorted(self.fx.pins(self.mm, "ptl").items()):
-            if c != self.id and any(lo <= page < hi for lo, hi in ptl_ranges(pin)):
-                return c
-        return None
-
     def ptl_wait_range(self, start: int, pages: int) -> bool:
-        """pte_offset_map_lock for a writer's walk over [start, start + pages): when
-        another CPU holds a page-table lock there across a shootdown (a copy-on-write
-        fault between ptep_clear_flush and mapping its copy, mremap's move), register
-        as its waiter and return True: the walk runs again on its `pte_unlock`."""
+        """pte_offset_map_lock over [start, start + pages) (a fault's page, a writer's
+        walk): when another CPU holds a page-table lock there across a shootdown (a
+        copy-on-write fault between ptep_clear_flush and mapping its copy, mremap's
+        move), register as its waiter and return True: the caller runs again on its
+        `pte_unlock`."""
         end = start + pages * PAGE_SIZE
         for holder, pin in sorted(self.fx.pins(self.mm, "ptl").items()):
             if holder == self.id:
@@ -391,14 +385,7 @@ class Kernel:
         """pte_offset_map_lock: the page's page-table lock is held across a shootdown
         (mremap's move, another fault's copy-on-write): wait for it, then run this
         phase again. None: the lock is free."""
-        holder = self.ptl_holder(task.page)
-        if holder is None:
-            return None
-        pin = self.fx.pin(self.mm, "ptl", holder)
-        assert pin is not None
-        self.fx.set_pin(self.mm, "ptl", holder, attrs.evolve(pin, waiters=pin.waiters | {self.id}))
-        self.emit(LockWait(cpu=self.id, lock="ptl", mode="write", addr=task.page, pages=1))
-        return attrs.evolve(task, waiting=PteUnlock.KIND)
+        return attrs.evolve(task, waiting=PteUnlock.KIND) if self.ptl_wait_range(task.page, 1) else None
 
     def page_cache_page(self, vma: Vma, page: int) -> int:
         assert vma.file is not None
