@@ -326,8 +326,9 @@ def render_markdown(report: CheckReport) -> str:
             exists, found = e.exists or "—", r.found() or "—"
             if r.status != "ok":
                 tag = f" ({r.status.upper()})"
-                off = {p.split(":", 1)[0] for p in r.problems} if r.status == "mismatch" else {"exists"}
-                exists += tag if "exists" in off or "violations" not in off else ""
+                # The cells the problems name ("exists: …", "violations: …"); else the verdict's.
+                off = {p.split(":", 1)[0] for p in r.problems} & {"exists", "violations"} or {"exists"}
+                exists += tag if "exists" in off else ""
                 found += tag if "violations" in off else ""
                 notes += [f"- `{r.policy}`: {p}" for p in r.problems]
                 notes += [f"- `{r.policy}`: {what}: `vmactors replay {path}`" for what, path in r.replays]

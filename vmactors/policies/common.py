@@ -42,6 +42,7 @@ from ..actors.tasks import FaultTask, SyscallTask
 from ..ids import MMAP_SEM, TREE, MmId, cpu
 from ..log.schema import LockAcquire, LockRelease, LockWait, TreeWalk, VmaSetProt
 from ..mm.layout import PAGE_SIZE, page_range, pgtable_range
+from ..mm.page_table import Pte
 from ..mm.stack import stack_to_expand
 from ..mm.vma import Vma
 from ..mm.world import Pin, ptl_ranges
@@ -135,12 +136,23 @@ def _unmapped(v: View) -> Iterable[fp.Obj]:
     return [fp.unmapped(v.cpu.mm)]
 
 
-def _pte_frame(v: View) -> Iterable[fp.Obj]:
-    """The page behind the faulting page's PTE, which a write fault may copy: its
-    mapcount (a fork's shared page) or its owner (a page-cache page under an anonymous
-    VMA) decides copy or reuse (`Kernel.wp_copies`)."""
+def _copied_pte(v: View) -> Pte | None:
+    """The faulting page's PTE, if the fault may copy the page behind it (wp_page_copy):
+    a fork's shared page, or any page a write fault finds (its mapcount or its owner
+    decides copy or reuse: `Kernel.wp_copies`)."""
     pte = v.world.mm(v.cpu.mm).ptes.get(v.fault.page)
-    return [fp.frame(pte.frame)] if pte is not None and (pte.cow or v.fault.access == "store") else []
+    return pte if pte is not None and (pte.cow or v.fault.access == "store") else None
+
+
+def _held_ptls(v: View) -> list[fp.Obj]:
+    """The page-table locks held across steps in the address space."""
+    return [fp.pin(v.cpu.mm, kind, c) for kind, c in v.world.mm(v.cpu.mm).pins if kind == "ptl"]
+
+
+def _pte_frame(v: View) -> Iterable[fp.Obj]:
+    """The page behind the faulting page's PTE, which the fault may copy."""
+    pte = _copied_pte(v)
+    return [fp.frame(pte.frame)] if pte is not None else []
 
 
 def _pgtable(v: View) -> Iterable[fp.Obj]:
@@ -190,10 +202,8 @@ def _ptl_pins(v: View) -> Iterable[fp.Obj]:
     """The page-table locks held across steps in the address space (pte_offset_map_lock
     reads them, and a waiter registers), and this CPU's own if a write fault may copy
     the page (wp_page_copy holds it across its shootdown; `_pte_frame`)."""
-    space = v.world.mm(v.cpu.mm)
-    pins = {fp.pin(v.cpu.mm, kind, c) for kind, c in space.pins if kind == "ptl"}
-    pte = space.ptes.get(v.fault.page)
-    if pte is not None and (pte.cow or v.fault.access == "store"):
+    pins = set(_held_ptls(v))
+    if _copied_pte(v) is not None:
         pins.add(fp.pin(v.cpu.mm, "ptl", v.cpu.id))
     return sorted(pins, key=repr)
 
@@ -269,8 +279,7 @@ NODE_PIN = Access("node pin", _node_pin, _own_pin("node"))
 PTL_PINS = Access("ptl", _ptl_pins, _pins("ptl"))
 #: A writer's walk over its range (`after_ptl`): the page-table locks held across a
 #: shootdown in the address space, one of which it may wait for.
-RANGE_PTL = Access("ptl@range", lambda v: [fp.pin(v.cpu.mm, kind, c) for kind, c in v.world.mm(v.cpu.mm).pins
-                                           if kind == "ptl"], _pins("ptl"))
+RANGE_PTL = Access("ptl@range", _held_ptls, _pins("ptl"))
 COW_FINISH = Access("cow copy", _cow_finish,
                     lambda s: list(pages_of("pte")(s)) + [fp.pin(s.mm, "ptl", s.cpu), ("frame", None)])
 

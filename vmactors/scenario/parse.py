@@ -915,8 +915,8 @@ class _Parser:
             bad("kind=file needs file=NAME")
         if op.file is not None and op.kind != "file":
             bad(f"file={op.file} needs kind=file")
-        if op.at is not None and op.at % PAGE_SIZE:
-            bad(f"at={at_word}: {op.at:#x} is not page-aligned (a multiple of {PAGE_SIZE:#x})")
+        if op.at is not None and (unaligned := _unaligned(op.at)):
+            bad(f"at={at_word}: {unaligned}")
         # A hint outside the user address range is not an error: as in Linux, the
         # allocator ignores it (`VmaTree.get_unmapped_area`) and places the mapping itself.
         if not fixed and op.pages is None:
@@ -1269,10 +1269,15 @@ class _Parser:
         return tuple(out)
 
 
+def _unaligned(at: int) -> str | None:
+    """Why `at` is no page address, or None."""
+    return f"{at:#x} is not page-aligned (a multiple of {PAGE_SIZE:#x})" if at % PAGE_SIZE else None
+
+
 def _check_at(at: int, pages: int) -> str | None:
     """Why a mapping of `pages` pages cannot be placed at `at`, or None."""
-    if at % PAGE_SIZE:
-        return f"{at:#x} is not page-aligned (a multiple of {PAGE_SIZE:#x})"
+    if unaligned := _unaligned(at):
+        return unaligned
     if at < MMAP_MIN or at + pages * PAGE_SIZE > MMAP_BASE:
         return (
             f"{at:#x}..{at + pages * PAGE_SIZE:#x} is outside the user address range "

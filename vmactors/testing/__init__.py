@@ -678,31 +678,31 @@ def small_scenarios(max_maps: int = 2, min_threads: int = 2, max_threads: int = 
             maps.append(m)
         threads = []
         for t in range(nthreads):
-            ops: list[str] = []
+            thread_ops: list[str] = []
             local: list[str] = []
             for i in range(draw(st.integers(1, max_ops))):
                 targets = names + local
                 kind = draw(st.sampled_from(kinds))
                 label = draw(st.sampled_from(targets))
                 if kind == "load":
-                    ops.append(f"r{i} = load {label}")
+                    thread_ops.append(f"r{i} = load {label}")
                 elif kind == "store":
-                    ops.append(f"store {label} {draw(st.integers(4, 9))}")
+                    thread_ops.append(f"store {label} {draw(st.integers(4, 9))}")
                 elif kind == "munmap":
-                    ops.append(f"munmap {label}")
+                    thread_ops.append(f"munmap {label}")
                 elif kind == "madvise":
-                    ops.append(f"madvise {label} dontneed")
+                    thread_ops.append(f"madvise {label} dontneed")
                 elif kind == "mmap":
                     new = f"N{t}{i}"
-                    ops.append(f"{new} = mmap fill={draw(st.integers(0, 3))}")
+                    thread_ops.append(f"{new} = mmap fill={draw(st.integers(0, 3))}")
                     local.append(new)
                 else:
                     fill = draw(st.integers(0, 3))
                     if draw(st.booleans()):
-                        ops.append(f"mmap {label} fixed kind=file file=g{t}{i} fill={fill}")
+                        thread_ops.append(f"mmap {label} fixed kind=file file=g{t}{i} fill={fill}")
                     else:
-                        ops.append(f"mmap {label} fixed fill={fill}")
-            threads.append({"ops": ops})
+                        thread_ops.append(f"mmap {label} fixed fill={fill}")
+            threads.append({"ops": thread_ops})
         data = {"name": "hypothesis", "map": maps, "thread": threads}
         return VM("<small_scenarios>.toml").scenario(data)
 
