@@ -13,19 +13,27 @@ from vmactors.explore.exhaustive import explore_exhaustive
 
 MAIN = ("mmap_sem", "wilcox", "glisse", "pervma")
 
-# Thread 0's store after fork copies A's shared page (5); thread 1 discards A's pages.
-FORK_THEN_DONTNEED = """
-    name = "cow-vs-dontneed"
-    exists = "1:r2 = 5"
+
+def fork_then(ops: str, exists: str = "", maps: str = "") -> str:
+    """Thread 0's store after fork copies A's shared page (5) while thread 1 runs `ops`
+    on A (`maps`: more [[map]] tables)."""
+    return f"""
+    name = "cow-vs-writer"
+    {exists}
     [[map]]
     name = "A"
     fill = 5
     prefault = [0]
+    {maps}
     [[thread]]
     ops = ["fork", "store A+8 2"]
     [[thread]]
-    ops = ["madvise A dontneed", "r2 = load A"]
+    ops = [{ops}]
 """
+
+
+# Thread 1 discards A's pages.
+FORK_THEN_DONTNEED = fork_then('"madvise A dontneed", "r2 = load A"', exists='exists = "1:r2 = 5"')
 
 # Under wilcox the store's fault finds the new anonymous VMA over f1's read-only page
 # and copies it (mapfixed-anon-over-file); the MAP_FIXED's zap must not be undone.
@@ -45,17 +53,7 @@ STORE_VS_ANON_MAP_FIXED = """
     ops = ["mmap A fixed fill=2", "r1 = load A"]
 """
 
-FORK_THEN_MUNMAP = """
-    name = "cow-vs-munmap"
-    [[map]]
-    name = "A"
-    fill = 5
-    prefault = [0]
-    [[thread]]
-    ops = ["fork", "store A+8 2"]
-    [[thread]]
-    ops = ["munmap A", "r2 = load A"]
-"""
+FORK_THEN_MUNMAP = fork_then('"munmap A", "r2 = load A"')
 
 
 @pytest.mark.parametrize("policy", MAIN)
@@ -82,19 +80,7 @@ def test_munmap_leaves_no_copy_behind(scenario, policy) -> None:
     assert {dict(s.regs)["1:r2"] for s in e.states} == {"segv"}
 
 
-FORK_THEN_MREMAP = """
-    name = "cow-vs-mremap"
-    [[map]]
-    name = "A"
-    fill = 5
-    prefault = [0]
-    [[map]]
-    name = "D"
-    [[thread]]
-    ops = ["fork", "store A+8 2"]
-    [[thread]]
-    ops = ["mremap A to D", "r2 = load A", "r3 = load D+8"]
-"""
+FORK_THEN_MREMAP = fork_then('"mremap A to D", "r2 = load A", "r3 = load D+8"', maps='[[map]]\n    name = "D"')
 
 
 @pytest.mark.parametrize("policy", MAIN)
